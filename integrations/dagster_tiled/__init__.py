@@ -1,0 +1,1 @@
+"""Dagster integration for Tiled (resource, IO manager, sensors): not built yet."""

@@ -1,0 +1,61 @@
+"""Shared fixtures: real Tiled servers on loopback ports, started once per session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from tiled_core.server import LocalTiledServer
+
+# No telemetry from anything a test starts.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tiled_server():
+    """The main real server: a writable temporary catalog with a random API key."""
+    with LocalTiledServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def second_server():
+    """A second, independent server (copy tests); started only when asked for."""
+    with LocalTiledServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ref_root(tiled_server):
+    """The reference `tiled.client` connected to the main server (interop, test data)."""
+    from tiled.client import from_uri as ref_from_uri
+
+    client = ref_from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    yield client
+    client.context.close()
+
+
+@pytest.fixture
+def ref_scratch(ref_root):
+    """A fresh, empty container (written by the reference client) for one test."""
+    return ref_root.create_container(f"t-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def root(tiled_server):
+    """A tiled_core client on the root of the main server."""
+    from tiled_core.client import from_uri
+
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    yield client
+    client.context.close()
+
+
+@pytest.fixture
+def scratch(root, ref_scratch):
+    """The same fresh container as `ref_scratch`, seen through tiled_core."""
+    return root[ref_scratch.item["id"]]

@@ -1,0 +1,57 @@
+"""Which client class serves a node: specs first, then the structure family (a table, not if/elif)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["DEFAULT_STRUCTURE_CLIENT_DISPATCH", "client_for_item", "resolve_structure_clients"]
+
+DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
+    "numpy": {
+        "container": "tiled_core.client.container:Container",
+        "array": "tiled_core.client.array:ArrayClient",
+    },
+    "dask": {
+        "container": "tiled_core.client.container:Container",
+        "array": "tiled_core.client.array:DaskArrayClient",
+    },
+}
+
+
+def _load(target: Any) -> type:
+    if isinstance(target, str):
+        module, _, name = target.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return target
+
+
+def resolve_structure_clients(structure_clients: Any) -> Mapping[str, Any]:
+    """``"numpy"``, ``"dask"`` or a mapping of family/spec name -> class (or ``"pkg.mod:Class"``)."""
+    if isinstance(structure_clients, str):
+        try:
+            return DEFAULT_STRUCTURE_CLIENT_DISPATCH[structure_clients]
+        except KeyError:
+            raise ValueError(f"structure_clients must be 'numpy', 'dask' or a mapping, not {structure_clients!r}") from None
+    if isinstance(structure_clients, Mapping):
+        return structure_clients
+    raise TypeError(f"structure_clients must be 'numpy', 'dask' or a mapping, not {type(structure_clients).__name__}")
+
+
+def client_for_item(context, structure_clients: Any, item: dict, *, include_data_sources: bool = False, **extra):
+    """Build the client object for one node resource."""
+    from .base import BaseClient
+
+    table = resolve_structure_clients(structure_clients)
+    attributes = item["attributes"]
+    for spec in attributes.get("specs") or []:
+        name = spec["name"] if isinstance(spec, dict) else getattr(spec, "name", spec)
+        if name in table:
+            cls = _load(table[name])
+            break
+    else:
+        family = attributes.get("structure_family")
+        family = getattr(family, "value", family)
+        cls = _load(table[family]) if family in table else BaseClient
+    return cls(context, item=item, structure_clients=structure_clients, include_data_sources=include_data_sources, **extra)

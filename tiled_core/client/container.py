@@ -1,0 +1,281 @@
+"""Container: a read-only Mapping over a node's children, with search, sort and writes."""
+
+from __future__ import annotations
+
+import collections.abc
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..iterviews import ItemsView, KeysView, ValuesView
+from ..structures import Spec
+from ..transport import NotFound
+from ._dispatch import client_for_item
+from ._keys import split_path, validate_key
+from .base import UNCHANGED, BaseClient
+
+__all__ = ["Container"]
+
+MAX_PAGE = 300  # the server's largest page
+ITEM_FIELDS = ("metadata", "structure_family", "structure", "sorting", "specs")
+
+
+def _sort_params(sorting: list[tuple[str, int]], direction: int) -> list[tuple[str, str]]:
+    custom = [(k, d) for k, d in sorting if k != ""]
+    if not custom:
+        return [("sort", "-")] if direction < 0 else []
+    return [("sort", ("-" if d * direction < 0 else "") + key) for key, d in custom]
+
+
+class Container(BaseClient, collections.abc.Mapping):
+    """A container node: a Mapping of keys to child clients.
+
+    Lookups (``c["a"]``, ``c["a/b"]``, ``c["a"]["b"]``) cost one request; a
+    missing key raises KeyError. ``search`` and ``sort`` return new containers
+    and leave this one unchanged. Listing fetches pages of the largest size
+    the server allows, asking only for the fields it needs.
+    """
+
+    def __init__(
+        self,
+        context,
+        *,
+        item: dict,
+        structure_clients: Any,
+        queries: tuple = (),
+        sorting: list[tuple[str, int]] | None = None,
+        structure: Any = None,
+        include_data_sources: bool = False,
+    ) -> None:
+        super().__init__(
+            context, item=item, structure_clients=structure_clients, structure=structure,
+            include_data_sources=include_data_sources,
+        )
+        self._queries = tuple(queries or ())
+        if sorting is None:
+            sorting = [(s["key"], int(s["direction"])) for s in (item["attributes"].get("sorting") or [])]
+        self._sorting = [(str(k), int(d)) for k, d in sorting] or [("", 1)]
+
+    def new_variation(self, *, structure_clients=UNCHANGED, queries=UNCHANGED, sorting=UNCHANGED, **kwargs) -> "Container":
+        return super().new_variation(
+            structure_clients=structure_clients,
+            queries=self._queries if queries is UNCHANGED else queries,
+            sorting=self._sorting if sorting is UNCHANGED else sorting,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        # No request: listing keys belongs in keys(), not in a repr.
+        extra = f" queries={len(self._queries)}" if self._queries else ""
+        return f"<Container {self.path or '/'}{extra}>"
+
+    # -- properties ----------------------------------------------------------
+    @property
+    def sorting(self) -> list[tuple[str, int]]:
+        """The current sorting: ``[(key, direction), ...]``; ``""`` is insertion order."""
+        return list(self._sorting)
+
+    @property
+    def queries(self) -> tuple:
+        return self._queries
+
+    def _filter_params(self) -> list[tuple[str, str]]:
+        params: list[tuple[str, str]] = []
+        for query in self._queries:
+            params.extend(query.encode())
+        return params
+
+    def _client(self, item: dict) -> BaseClient:
+        return client_for_item(
+            self._context, self._structure_clients, item, include_data_sources=self._include_data_sources
+        )
+
+    def _item_params(self) -> list[tuple[str, str]]:
+        params = [("fields", f) for f in ITEM_FIELDS] + [("omit_links", "true")]
+        if self._include_data_sources:
+            params.append(("include_data_sources", "true"))
+        return params
+
+    # -- Mapping -------------------------------------------------------------
+    def __len__(self) -> int:
+        document = self._context.session.get_document(
+            self._route("search"), [("fields", "count"), ("page[limit]", "0"), *self._filter_params()]
+        )
+        return int(document["meta"]["count"])
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iterate(0, None, 1, None, keys_only=True)
+
+    def __getitem__(self, key) -> BaseClient:
+        parts = split_path(key)
+        session = self._context.session
+        try:
+            if self._queries:
+                params = [("filter[lookup][condition][key]", parts[0]), *self._filter_params(), *self._item_params()]
+                found = session.get_document(self._route("search"), params)["data"]
+                if not found:
+                    raise KeyError(key)
+                item = found[0]
+                if len(parts) == 1:
+                    return self._client(item)
+                child = self._client(item)
+                if not isinstance(child, Container):
+                    raise KeyError(key)
+                return child[parts[1:]]
+            item = session.get_document(
+                "metadata/" + "/".join(self._path + parts),
+                [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else []),
+            )["data"]
+        except NotFound:
+            raise KeyError(key) from None
+        return self._client(item)
+
+    def __contains__(self, key) -> bool:
+        try:
+            self[key]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def _iterate(self, start: int, stop: int | None, direction: int, page_size: int | None, *, keys_only: bool = False):
+        session = self._context.session
+        route = self._route("search")
+        base = [*self._filter_params(), *_sort_params(self._sorting, direction)]
+        base += [("fields", "")] if keys_only else self._item_params()
+        base.append(("omit_links", "true"))
+        remaining = None if stop is None else stop - start
+        position: tuple[str, str] = ("page[offset]", str(start))
+        while remaining is None or remaining > 0:
+            limit = min(page_size or MAX_PAGE, MAX_PAGE, remaining if remaining is not None else MAX_PAGE)
+            document = session.get_document(route, [*base, position, ("page[limit]", str(limit))])
+            data = document["data"]
+            for item in data:
+                yield item["id"] if keys_only else (item["id"], self._client(item))
+            if remaining is not None:
+                remaining -= len(data)
+            if len(data) < limit:
+                return
+            position = self._next_position(document, position, len(data))
+
+    @staticmethod
+    def _next_position(document: dict, position: tuple[str, str], received: int) -> tuple[str, str]:
+        # Follow the server's cursor when it gives one (cheap on big catalogs); else offsets.
+        next_link = (document.get("links") or {}).get("next")
+        if next_link:
+            cursor = parse_qs(urlsplit(next_link).query).get("page[cursor]")
+            if cursor:
+                return ("page[cursor]", cursor[0])
+        if position[0] == "page[offset]":
+            return ("page[offset]", str(int(position[1]) + received))
+        raise RuntimeError("the server switched to cursor paging and then stopped giving a cursor")
+
+    def keys(self) -> KeysView:
+        return KeysView(
+            lambda: len(self),
+            lambda start, stop, direction, page_size: self._iterate(start, stop, direction, page_size, keys_only=True),
+            contains=self.__contains__,
+        )
+
+    def values(self) -> ValuesView:
+        return ValuesView(
+            lambda: len(self),
+            lambda *args: (value for _, value in self._iterate(*args)),
+        )
+
+    def items(self) -> ItemsView:
+        return ItemsView(lambda: len(self), self._iterate)
+
+    # -- search, sort, distinct --------------------------------------------
+    def search(self, query) -> "Container":
+        """A container of the entries matching ``query`` (queries chain with AND)."""
+        if not callable(getattr(query, "encode", None)):
+            raise TypeError(f"{query!r} is not a query from tiled_core.queries")
+        query.encode()  # invalid queries fail here, before any request
+        return self.new_variation(queries=self._queries + (query,))
+
+    def sort(self, *sorting: tuple[str, int]) -> "Container":
+        """The same entries sorted by ``(metadata key, 1 | -1)`` pairs."""
+        checked = []
+        for entry in sorting:
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str) and entry[1] in (1, -1)):
+                raise ValueError(f"sorting entries are (key, 1) or (key, -1) tuples, not {entry!r}")
+            checked.append(entry)
+        keys = [k for k, _ in checked]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"sorting names a key twice: {keys}")
+        return self.new_variation(sorting=checked)
+
+    def distinct(self, *metadata_keys: str, structure_families: bool = False, specs: bool = False, counts: bool = False) -> dict:
+        """Unique values (and optionally counts) of metadata keys, structure families and specs."""
+        params = [("metadata", key) for key in metadata_keys]
+        params += [("structure_families", str(structure_families).lower()), ("specs", str(specs).lower()),
+                   ("counts", str(counts).lower())]
+        return self._context.session.get_document(self._route("distinct"), params + self._filter_params())
+
+    # -- writes ------------------------------------------------------------
+    def new(
+        self,
+        structure_family: str,
+        data_sources: list[dict],
+        *,
+        key: str | None = None,
+        metadata: dict | None = None,
+        specs: list | None = None,
+        access_tags: list[str] | None = None,
+    ) -> BaseClient:
+        """Create a child node (low level): POST its family, data sources, metadata and specs."""
+        family = getattr(structure_family, "value", structure_family)
+        if key is not None:
+            validate_key(key)
+        if metadata is not None and not isinstance(metadata, collections.abc.Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        spec_objects = [Spec.coerce(s) for s in (specs or [])]
+        body = {
+            "id": key,
+            "structure_family": family,
+            "metadata": dict(metadata or {}),
+            "specs": [s.to_json() for s in spec_objects],
+            "data_sources": data_sources,
+        }
+        if access_tags is not None:
+            body["access_tags"] = list(access_tags)
+        reply = self._context.session.send("POST", self._route("metadata"), json=body)
+        created = reply.get("data", reply) if isinstance(reply, dict) else {}
+        sources = created.get("data_sources") or data_sources
+        structure = sources[0]["structure"] if sources else {"contents": None, "count": 0}
+        item = {
+            "id": created["id"],
+            "attributes": {
+                "ancestors": list(self._path),
+                "structure_family": family,
+                "specs": body["specs"],
+                "metadata": created.get("metadata", body["metadata"]),
+                "structure": structure,
+                "sorting": [{"key": "", "direction": 1}] if family == "container" else None,
+                "data_sources": sources if self._include_data_sources else None,
+            },
+            "links": created.get("links"),
+            "meta": None,
+        }
+        return self._client(item)
+
+    def create_container(self, key: str | None = None, *, metadata: dict | None = None, specs: list | None = None,
+                         access_tags: list[str] | None = None) -> "Container":
+        """Create a new, empty container."""
+        return self.new("container", [], key=key, metadata=metadata, specs=specs, access_tags=access_tags)
+
+    def write_array(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                    specs: list | None = None, access_tags: list[str] | None = None):
+        """Create an array node and upload ``array`` (numpy, dask or array-like) in blocks.
+
+        Large arrays are cut into regular chunks of at most ~100 MB, uploaded
+        concurrently (bounded); a dask array keeps its chunks (made regular if
+        needed) and is computed block by block, never whole in memory.
+        """
+        from ._upload import array_data_source, upload_array
+
+        validated = validate_key(key) if key is not None else None
+        array, source = array_data_source(array, dims=dims)
+        client = self.new("array", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
+        upload_array(client, array)
+        return client

@@ -1,0 +1,38 @@
+"""``application/octet-stream``: C-order raw bytes in the structure's dtype."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..transport import MalformedResponse
+
+OCTET_STREAM = "application/octet-stream"
+
+
+def expected_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    return np.dtype(dtype).itemsize * math.prod(shape)
+
+
+def decode_octet_stream(body: bytes | memoryview, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Bytes -> array; a body of the wrong size is MalformedResponse, never a reshape error."""
+    expected = expected_nbytes(dtype, shape)
+    if len(body) != expected:
+        raise MalformedResponse(
+            f"array body has {len(body)} bytes; shape {tuple(shape)} of {np.dtype(dtype)} needs {expected}"
+        )
+    return np.frombuffer(body, dtype=dtype).reshape(shape)
+
+
+def encode_octet_stream(array, dtype: np.dtype | None = None) -> memoryview:
+    """Array -> C-order bytes in ``dtype`` (default: its own), without a copy when already so."""
+    array = np.asarray(array)
+    if dtype is not None and array.dtype != dtype:
+        array = array.astype(dtype)
+    return byte_view(np.ascontiguousarray(array))
+
+
+def byte_view(array: np.ndarray) -> memoryview:
+    """A flat, writable-if-the-array-is byte view of a C-contiguous array (any shape, even empty)."""
+    return memoryview(array.reshape(-1).view(np.uint8))

@@ -1,0 +1,106 @@
+"""Picklable references to a Session that never carry the secret.
+
+In the process that made it, a handle returns the live Session. Pickled (for a
+Dask worker), it carries only the server URL and a *credential source*, such as
+the name of an environment variable, from which the worker reopens its own
+Session once per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import uuid
+import weakref
+
+from ..transport import Session
+
+__all__ = ["CredentialSource", "EnvVarCredential", "SessionHandle"]
+
+
+class CredentialSource:
+    """Where a worker finds the API key. Subclasses resolve it on the worker."""
+
+    def resolve(self) -> str | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvVarCredential(CredentialSource):
+    """The API key is in this environment variable on every worker."""
+
+    name: str = "TILED_API_KEY"
+
+    def resolve(self) -> str | None:
+        value = os.environ.get(self.name)
+        if not value:
+            raise RuntimeError(f"environment variable {self.name} (the Tiled API key) is not set on this worker")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class _Anonymous(CredentialSource):
+    def resolve(self) -> None:
+        return None
+
+
+ANONYMOUS = _Anonymous()
+
+_LIVE: "weakref.WeakValueDictionary[str, Session]" = weakref.WeakValueDictionary()
+_REOPENED: dict[tuple, Session] = {}
+_LOCK = threading.Lock()
+
+
+class SessionHandle:
+    """A reference to a Session that can be put in a Dask graph."""
+
+    __slots__ = ("_id", "_base_url", "_source", "_session")
+
+    def __init__(self, session: Session, source: CredentialSource | None) -> None:
+        self._id = uuid.uuid4().hex
+        self._base_url = session.base_url
+        self._source = source
+        self._session = session  # keeps the connection alive as long as a graph needs it
+        _LIVE[self._id] = session
+
+    @classmethod
+    def _rebuild(cls, handle_id: str, base_url: str, source: CredentialSource) -> "SessionHandle":
+        handle = cls.__new__(cls)
+        handle._id, handle._base_url, handle._source = handle_id, base_url, source
+        handle._session = _LIVE.get(handle_id)
+        return handle
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def get(self) -> Session:
+        """The live Session here, or one reopened from the credential source (once per process)."""
+        if self._session is not None:
+            return self._session
+        if self._source is None:
+            raise RuntimeError(
+                f"no session for {self._base_url} in this process, and its API key was given directly, "
+                "so it was not shipped; set TILED_API_KEY on the workers and connect without api_key="
+            )
+        key = (self._base_url, self._source)
+        with _LOCK:
+            session = _REOPENED.get(key)
+            if session is None:
+                session = _REOPENED[key] = Session(self._base_url, api_key=self._source.resolve())
+        return session
+
+    def __reduce__(self):
+        if self._source is None:
+            raise TypeError(
+                "this client's API key was passed directly and is not put into pickles or task graphs; "
+                "use TILED_API_KEY (or a profile) so workers can find it themselves"
+            )
+        return (SessionHandle._rebuild, (self._id, self._base_url, self._source))
+
+    def __dask_tokenize__(self):
+        return ("tiled-core-session", self._base_url)
+
+    def __repr__(self) -> str:
+        return f"<SessionHandle {self._base_url}>"

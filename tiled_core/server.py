@@ -1,0 +1,222 @@
+"""Run a real Tiled server in a subprocess on a loopback port.
+
+Used by the tests, the examples and the embedded default of the main job. The
+server itself comes from the ``tiled[server]`` package (``pip install
+"tiled-core[server]"``); ``tiled_core`` never imports it, it only runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["LocalTiledServer", "ServerStartError"]
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or did not become ready in time."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalTiledServer:
+    """A real ``tiled serve catalog`` process on ``127.0.0.1``.
+
+    Use as a context manager::
+
+        with LocalTiledServer() as server:
+            client = from_uri(server.uri, api_key=server.api_key)
+
+    Arguments:
+        directory: where the catalog and its data live. ``None`` (default) makes
+            a temporary directory that is removed on ``stop()``; a given
+            directory is kept, so ``restart()`` (or a new server on the same
+            directory) serves the same data.
+        api_key: the single-user API key; random when not given.
+        port: a fixed port; a free one when not given.
+        public: allow anonymous reads.
+        startup_timeout: seconds to wait for ``/healthz``.
+
+    Raises ``ServerStartError`` (with the end of the server's log) when the
+    process dies or is not ready within ``startup_timeout``.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike | None = None,
+        *,
+        api_key: str | None = None,
+        port: int | None = None,
+        public: bool = False,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self._owns_directory = directory is None
+        self._directory = Path(directory) if directory is not None else None
+        self._api_key = api_key or secrets.token_hex(16)
+        self._port = port
+        self._public = public
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen | None = None
+        self._log_path: Path | None = None
+
+    # -- public properties -------------------------------------------------
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def root_uri(self) -> str:
+        """``http://127.0.0.1:<port>`` (no API path)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def uri(self) -> str:
+        """The API base, ``http://127.0.0.1:<port>/api/v1``."""
+        return f"{self.root_uri}/api/v1"
+
+    @property
+    def directory(self) -> Path:
+        if self._directory is None:
+            raise RuntimeError("server not started")
+        return self._directory
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running() else "stopped"
+        where = self.uri if self._port is not None else "(no port yet)"
+        return f"<LocalTiledServer {where} {state}>"
+
+    # -- life cycle ----------------------------------------------------------
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> "LocalTiledServer":
+        if self.is_running():
+            return self
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="tiled-core-server-"))
+        self._directory.mkdir(parents=True, exist_ok=True)
+        if self._port is None:
+            self._port = _free_port()
+        self._spawn()
+        return self
+
+    def _command(self) -> list[str]:
+        data = self.directory / "data"
+        data.mkdir(exist_ok=True)
+        catalog = self.directory / "catalog.db"
+        command = [
+            sys.executable, "-m", "tiled", "serve", "catalog", str(catalog),
+            "--write", str(data),
+            "--write", f"duckdb:///{self.directory / 'data.duckdb'}",
+            "--host", "127.0.0.1", "--port", str(self.port),
+        ]
+        if not catalog.exists():
+            command.append("--init")
+        if self._public:
+            command.append("--public")
+        return command
+
+    def _spawn(self) -> None:
+        self._log_path = self.directory / "server.log"
+        env = dict(os.environ)
+        # The key goes through the environment, not argv, so `ps` does not show it.
+        env["TILED_SINGLE_USER_API_KEY"] = self._api_key
+        env.setdefault("DO_NOT_TRACK", "1")
+        with open(self._log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                self._command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # so stop() can signal the whole group
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout
+        url = f"{self.root_uri}/healthz"
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ServerStartError(
+                    f"tiled server exited with code {self._process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self._terminate()
+        raise ServerStartError(
+            f"tiled server on port {self.port} not ready after {self._startup_timeout}s:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        text = self._log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:]).replace(self._api_key, "***")
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """Stop the server abruptly (SIGKILL), keeping its directory: a crash."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Stop (if running) and start again on the same port and directory."""
+        self._terminate()
+        self._spawn()
+
+    def stop(self) -> None:
+        """Stop the process; remove the directory if it was temporary."""
+        self._terminate()
+        if self._owns_directory and self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
+
+    def __enter__(self) -> "LocalTiledServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,10 @@
+"""Typed values for the structure JSON the server sends and accepts."""
+
+from ._array import ArrayStructure, BuiltinDtype, Field, StructDtype
+from ._core import Spec, StructureFamily
+from ._container import ContainerStructure
+
+__all__ = [
+    "ArrayStructure", "BuiltinDtype", "StructDtype", "Field",
+    "ContainerStructure", "Spec", "StructureFamily",
+]

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class StructureFamily(str, enum.Enum):
+    container = "container"
+    array = "array"
+    table = "table"
+    sparse = "sparse"
+    awkward = "awkward"
+    ragged = "ragged"
+    bytes = "bytes"
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A named specification a node conforms to (``{"name", "version"}`` on the wire)."""
+
+    name: str
+    version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
+            raise ValueError(f"spec name must be a non-empty string of at most 255 characters, not {self.name!r}")
+
+    @classmethod
+    def coerce(cls, value: "Spec | str | dict") -> "Spec":
+        if isinstance(value, Spec):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict):
+            return cls(value["name"], value.get("version"))
+        raise TypeError(f"a spec is a Spec, a name or a {{'name', 'version'}} dict, not {type(value).__name__}")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version}

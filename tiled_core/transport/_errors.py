@@ -1,0 +1,124 @@
+"""The one exception tree of tiled_core.
+
+    TiledError
+    ├── TransportError            no usable response arrived
+    │   ├── ConnectionFailed      could not connect, or the connection broke
+    │   ├── RequestTimeout        a phase took longer than its timeout, or retries ran out of time
+    │   └── TruncatedResponse     the body ended before the bytes it announced
+    ├── MalformedResponse         a complete response that cannot be what was asked for
+    └── ServerError               the server answered with an error status (status, detail, request_id)
+        └── ClientError           4xx
+            ├── AuthenticationError   401
+            ├── PermissionDenied      403
+            ├── NotFound              404
+            ├── NotAcceptable         406 (format not offered)
+            └── Conflict              409
+
+Messages name the URL (which never carries credentials) and never the API key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TiledError",
+    "TransportError",
+    "ConnectionFailed",
+    "RequestTimeout",
+    "TruncatedResponse",
+    "MalformedResponse",
+    "ServerError",
+    "ClientError",
+    "AuthenticationError",
+    "PermissionDenied",
+    "NotFound",
+    "NotAcceptable",
+    "Conflict",
+    "error_for_status",
+]
+
+
+class TiledError(Exception):
+    """Base class of every error tiled_core raises about a server exchange."""
+
+
+class TransportError(TiledError):
+    """No usable response arrived."""
+
+
+class ConnectionFailed(TransportError):
+    """Could not connect, or the connection broke mid-exchange."""
+
+
+class RequestTimeout(TransportError):
+    """A timeout expired, or the retry deadline ran out."""
+
+
+class TruncatedResponse(TransportError):
+    """The body ended before the number of bytes the server announced."""
+
+    def __init__(self, url: str, expected: int, received: int) -> None:
+        super().__init__(f"truncated response from {url}: expected {expected} bytes, received {received}")
+        self.url = url
+        self.expected = expected
+        self.received = received
+
+
+class MalformedResponse(TiledError):
+    """A complete response whose content cannot be what was asked for."""
+
+
+class ServerError(TiledError):
+    """The server answered with an error status.
+
+    Attributes: ``status``, ``detail`` (the server's message), ``request_id``
+    (its ``X-Tiled-Request-ID``, to find the request in the server's logs), ``url``.
+    """
+
+    def __init__(self, status: int, detail: str, *, url: str, request_id: str | None = None) -> None:
+        self.status = status
+        self.detail = detail
+        self.url = url
+        self.request_id = request_id
+        rid = f" [request id {request_id}]" if request_id else ""
+        super().__init__(f"{status} from {url}: {detail}{rid}")
+
+
+class ClientError(ServerError):
+    """A 4xx answer: the request was wrong for this server or node."""
+
+
+class AuthenticationError(ClientError):
+    """401: missing, wrong, expired or revoked credentials."""
+
+
+class PermissionDenied(ClientError):
+    """403: the credentials are valid but not allowed to do this."""
+
+
+class NotFound(ClientError):
+    """404: no such node (or no such route for this node's family)."""
+
+
+class NotAcceptable(ClientError):
+    """406: the server cannot produce the requested format."""
+
+
+class Conflict(ClientError):
+    """409: the key exists, the node is not empty, or a write falls outside the array."""
+
+
+_BY_STATUS: dict[int, type[ServerError]] = {
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFound,
+    406: NotAcceptable,
+    409: Conflict,
+}
+
+
+def error_for_status(status: int, detail: str, *, url: str, request_id: str | None) -> ServerError:
+    """Build the exception for an error status."""
+    cls = _BY_STATUS.get(status) or (ClientError if 400 <= status < 500 else ServerError)
+    if cls is AuthenticationError:
+        detail = f"{detail} (the server at {url.split('/api/')[0]} rejected the credentials; pass api_key= or set TILED_API_KEY)"
+    return cls(status, detail, url=url, request_id=request_id)
