@@ -420,15 +420,15 @@ def test_default_profile_written_by_reference_is_read(dirs):
 
 
 def test_create_profile(dirs):
-    filepath = create_profile("lab", "http://lab:8000/api/v1", verify=False)
+    filepath = create_profile("http://lab:8000/api/v1", "lab", verify=False)
     assert filepath == dirs.user / "lab.yml"
     expected = {"lab": {"uri": "http://lab:8000/api/v1", "verify": False}}
     assert yaml.safe_load(filepath.read_text()) == expected
     assert resolve_profile("lab") == {"uri": "http://lab:8000/api/v1", "verify": False}
     assert reference_profiles().list_profiles() == {"lab": filepath}
     with pytest.raises(ProfileExists, match="overwrite"):
-        create_profile("lab", "http://other")
-    create_profile("lab", "http://other", overwrite=True)
+        create_profile("http://other", "lab")
+    create_profile("http://other", "lab", overwrite=True)
     assert resolve_profile("lab") == {"uri": "http://other", "verify": True}
 
 
@@ -442,25 +442,25 @@ def test_create_profile_matches_reference_file(dirs, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["", ".hidden", "a/b", "../up"])
 def test_create_profile_rejects_bad_names(dirs, name):
     with pytest.raises(ProfileError, match="Invalid profile name"):
-        create_profile(name, "http://h")
+        create_profile("http://h", name)
 
 
 def test_create_profile_rejects_bad_values(dirs):
     with pytest.raises(ProfileError, match="uri"):
-        create_profile("p", 5)
+        create_profile(5, "p")
     with pytest.raises(ProfileError, match="verify"):
-        create_profile("p", "http://h", verify="yes")
+        create_profile("http://h", "p", verify="yes")
     assert not (dirs.user / "p.yml").exists()
 
 
 def test_create_profile_refuses_to_make_a_collision(dirs):
     write(dirs.user, "many.yml", {"lab": {"uri": "http://x"}})
     with pytest.raises(ProfileExists, match="many.yml"):
-        create_profile("lab", "http://h", overwrite=True)
+        create_profile("http://h", "lab", overwrite=True)
 
 
 def test_delete_profile(dirs):
-    create_profile("lab", "http://h")
+    create_profile("http://h", "lab")
     assert delete_profile("lab") == dirs.user / "lab.yml"
     assert list_profiles() == {}
     assert delete_profile("lab") is None
@@ -529,7 +529,7 @@ def test_same_profiles_as_reference(dirs, monkeypatch):
 
 def test_reference_accepts_what_we_write_and_list(dirs):
     write(dirs.user, "x.yml", {"x": {"uri": "http://x", "cache": {"capacity": 10}, "verify": True}})
-    create_profile("y", "http://y")
+    create_profile("http://y", "y")
     reference = reference_profiles()
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -466,15 +466,14 @@ def _check_profile_name(name: str) -> None:
         )
 
 
-def create_profile(name: str, uri: str, verify: bool = True, overwrite: bool = False) -> Path:
+def create_profile(uri: str, name: str, verify: bool = True, overwrite: bool = False) -> Path:
     """Write ``{name: {uri, verify}}`` to ``<user profiles dir>/<name>.yml``.
 
     Raises :class:`ProfileExists` if that file exists and not *overwrite*, or if
     another file in the same directory already defines *name* (which would
     make both definitions collide). Returns the file written.
 
-    Note: the reference's positional order is ``create_profile(uri, name)``;
-    pass keywords to be safe with both.
+    Arguments are in the reference's order, ``create_profile(uri, name)``.
     """
     _check_profile_name(name)
     content = {"uri": uri, "verify": verify}

@@ -112,12 +112,20 @@ def block_slices(chunks: tuple[tuple[int, ...], ...]):
         yield index, tuple(slice(starts[a][i], starts[a][i] + chunks[a][i]) for a, i in enumerate(index))
 
 
-def put_full(session: Session, path: tuple[str, ...], array: np.ndarray, dtype: np.dtype) -> None:
-    session.send("PUT", _route("array/full", path), content=encode_octet_stream(array, dtype), content_type=OCTET_STREAM)
+def _persist(persist: bool) -> list[tuple[str, str]]:
+    return [] if persist else [("persist", "false")]
 
 
-def put_block(session: Session, path: tuple[str, ...], block: tuple[int, ...], array: np.ndarray, dtype: np.dtype) -> None:
+def put_full(session: Session, path: tuple[str, ...], array: np.ndarray, dtype: np.dtype, *, persist: bool = True) -> None:
     session.send(
-        "PUT", _route("array/block", path), params=[("block", ",".join(map(str, block)))],
+        "PUT", _route("array/full", path), params=_persist(persist),
+        content=encode_octet_stream(array, dtype), content_type=OCTET_STREAM,
+    )
+
+
+def put_block(session: Session, path: tuple[str, ...], block: tuple[int, ...], array: np.ndarray, dtype: np.dtype,
+              *, persist: bool = True) -> None:
+    session.send(
+        "PUT", _route("array/block", path), params=[("block", ",".join(map(str, block))), *_persist(persist)],
         content=encode_octet_stream(array, dtype), content_type=OCTET_STREAM,
     )

@@ -96,29 +96,32 @@ class ArrayClient(BaseClient):
         return array.astype(dtype, copy=False) if dtype is not None else array
 
     # -- writes --------------------------------------------------------------
-    def write(self, array) -> None:
-        """Replace the whole array's data (same shape and dtype)."""
+    def write(self, array, persist: bool = True) -> None:
+        """Replace the whole array's data (same shape and dtype).
+
+        ``persist=False`` only streams the data to the server's subscribers.
+        """
         array = np.asarray(array)
         structure = self.structure()
         if array.shape != structure.shape:
             raise ValueError(f"array of shape {array.shape} does not fit node of shape {structure.shape}")
         if len(list(block_slices(structure.chunks))) == 1:
-            put_full(self._context.session, self._path, array, structure.dtype)
+            put_full(self._context.session, self._path, array, structure.dtype, persist=persist)
             return
         session = self._context.session
         session.run_concurrently(
-            lambda entry: put_block(session, self._path, entry[0], array[entry[1]], structure.dtype),
+            lambda entry: put_block(session, self._path, entry[0], array[entry[1]], structure.dtype, persist=persist),
             list(block_slices(structure.chunks)),
         )
 
-    def write_block(self, array, block, slice=None) -> None:
-        """Replace one block's data."""
+    def write_block(self, array, block, slice=Ellipsis, persist: bool = True) -> None:
+        """Replace one block's data (``slice`` is accepted for compatibility; the server ignores it)."""
         structure = self.structure()
         block = block_selection(block, structure.chunks)
         array = np.asarray(array)
         if array.shape != structure.block_shape(block):
             raise ValueError(f"block {block} has shape {structure.block_shape(block)}, not {array.shape}")
-        put_block(self._context.session, self._path, block, array, structure.dtype)
+        put_block(self._context.session, self._path, block, array, structure.dtype, persist=persist)
 
     # -- export ------------------------------------------------------------
     def export(self, filepath, *, format: str | None = None, slice=None, link: str | None = None,

@@ -1,0 +1,1 @@
+"""Runnable pipelines that use tiled_core; ``python -m example_flows`` is the main job."""
