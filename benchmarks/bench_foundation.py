@@ -16,6 +16,13 @@ Cases:
   6. connecting: ``from_uri`` wall time and HTTP round trips (counted in the
      server's access log, between two marker requests)
 
+"big" is written by the reference client from a dask array (so both clients
+read the same storage); "many" and its children are created through tiled's
+catalog API before the server starts (``--populate-over-http`` uses tiled_core's
+``create_container`` instead, about a minute slower). Each repeat runs both
+clients, alternating which goes first. The machine's load average is recorded:
+other busy processes make the numbers noisy.
+
 Usage::
 
     python benchmarks/bench_foundation.py [--repeat 5] [--quick] [--json out.json]
@@ -33,9 +40,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -57,32 +66,34 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def timed(function) -> float:
-    start = time.perf_counter()
-    result = function()
-    elapsed = time.perf_counter() - start
-    del result
-    return elapsed
+def compare(name: str, ours, ref, repeat: int, check=None, extra: dict | None = None) -> dict:
+    """Run ``ours`` and ``ref`` (and any ``extra`` contenders) ``repeat`` times each.
 
-
-def compare(name: str, ours, ref, repeat: int) -> dict:
-    """Run ``ours`` and ``ref`` ``repeat`` times each, alternating which goes first."""
-    samples = {"tiled_core": [], "reference": []}
+    Each repeat runs every contender once, rotating which goes first, so that
+    changes in the machine's load hit all of them alike. ``check(ours_result,
+    ref_result)`` is called on the first repeat's results.
+    """
+    contenders = {"tiled_core": ours, "reference": ref, **(extra or {})}
+    labels = list(contenders)
+    samples: dict[str, list[float]] = {label: [] for label in labels}
+    first: dict = {}
     for i in range(repeat):
-        order = [("tiled_core", ours), ("reference", ref)]
-        if i % 2:
-            order.reverse()
-        for label, function in order:
+        shift = i % len(labels)
+        for label in labels[shift:] + labels[:shift]:
             gc.collect()
-            samples[label].append(timed(function))
-    result = {
-        "tiled_core": statistics.median(samples["tiled_core"]),
-        "reference": statistics.median(samples["reference"]),
-        "samples": samples,
-    }
+            start = time.perf_counter()
+            value = contenders[label]()
+            samples[label].append(time.perf_counter() - start)
+            if i == 0 and check is not None and label in ("tiled_core", "reference"):
+                first[label] = value
+            del value
+        if i == 0 and check is not None:
+            check(first.pop("tiled_core"), first.pop("reference"))
+    result = {label: statistics.median(samples[label]) for label in labels}
+    result["samples"] = samples
     result["speedup"] = result["reference"] / result["tiled_core"]
-    log(f"  {name}: tiled_core {result['tiled_core']:.4f}s  reference {result['reference']:.4f}s  "
-        f"speedup {result['speedup']:.2f}x")
+    log(f"  {name}: " + "  ".join(f"{label} {result[label]:.4f}s" for label in labels)
+        + f"  speedup {result['speedup']:.2f}x")
     return result
 
 
@@ -133,30 +144,61 @@ def curl_download(url: str, api_key: str) -> float:
 
 
 # -- population ------------------------------------------------------------------
-def populate(server: LocalTiledServer, shape, chunks, n_nodes: int) -> None:
+def node_metadata(i: int) -> dict:
+    return {"group": i % 10, "index": i, "name": f"node number {i}", "tags": ["bench", f"t{i % 7}"],
+            "params": {"exposure": round(0.1 * (i % 5), 1), "sample": f"s{i % 13}"}}
+
+
+def prepopulate_catalog(directory: Path, n_nodes: int) -> None:
+    """Create 'many' and its children straight in the catalog, before the server starts.
+
+    The server spends ~30 ms of CPU on every node created over HTTP (a minute
+    for 2000 here), so this uses tiled's own catalog API instead: the same
+    ``create_node`` the server's POST handler calls, without HTTP and auth.
+    """
+    import asyncio
+
+    from tiled.catalog import from_uri as catalog_from_uri
+    from tiled.structures.core import StructureFamily
+
+    async def create() -> None:
+        catalog = catalog_from_uri(
+            f"sqlite:///{directory / 'catalog.db'}", writable_storage=[str(directory / "data")],
+            init_if_not_exists=True,
+        )
+        await catalog.startup()
+        try:
+            many = await catalog.create_node(
+                StructureFamily.container, {"description": "benchmark listing"}, key="many"
+            )
+            for i in range(n_nodes):
+                await many.create_node(StructureFamily.container, node_metadata(i), key=f"node{i:05d}")
+        finally:
+            await catalog.shutdown()
+
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    asyncio.run(create())
+
+
+def populate_over_http(server: LocalTiledServer, n_nodes: int) -> None:
+    """The same nodes, created with tiled_core's ``create_container`` (slow: server-bound)."""
+    ours = core_from_uri(server.uri, api_key=server.api_key)
+    try:
+        many = ours.create_container("many", metadata={"description": "benchmark listing"})
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda i: many.create_container(f"node{i:05d}", metadata=node_metadata(i)), range(n_nodes)))
+    finally:
+        ours.context.close()
+
+
+def write_big(server: LocalTiledServer, shape, chunks) -> None:
     import dask.array as da
 
     ref = ref_from_uri(server.uri, api_key=server.api_key)
-    start = time.perf_counter()
-    ref.write_array(da.random.random(shape, chunks=chunks), key="big")
-    log(f"  wrote 'big' {shape} in {chunks} chunks with the reference client in {time.perf_counter() - start:.1f}s")
-
-    ours = core_from_uri(server.uri, api_key=server.api_key)
-    many = ours.create_container("many", metadata={"description": "benchmark listing"})
-    start = time.perf_counter()
-
-    def create(i: int) -> None:
-        many.create_container(
-            f"node{i:05d}",
-            metadata={"group": i % 10, "index": i, "name": f"node number {i}", "tags": ["bench", f"t{i % 7}"],
-                      "params": {"exposure": 0.1 * (i % 5), "sample": f"s{i % 13}"}},
-        )
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(create, range(n_nodes)))
-    log(f"  created {n_nodes} containers with metadata in {time.perf_counter() - start:.1f}s")
-    ours.context.close()
-    ref.context.close()
+    try:
+        ref.write_array(da.random.random(shape, chunks=chunks), key="big")
+    finally:
+        ref.context.close()
 
 
 # -- main ----------------------------------------------------------------------
@@ -167,128 +209,162 @@ def run(args) -> dict:
         shape, chunks, n_nodes = (4096, 8192), (512, 1024), 2000
     n_blocks = (shape[0] // chunks[0], shape[1] // chunks[1])
     nbytes = shape[0] * shape[1] * 8
-    group_size = len([i for i in range(n_nodes) if i % 10 == 3])
     results: dict = {
         "config": {
             "repeat": args.repeat, "quick": args.quick, "shape": shape, "chunks": chunks,
             "blocks": n_blocks, "nbytes": nbytes, "container_entries": n_nodes,
+            "populate": "http" if args.populate_over_http else "catalog",
             "python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+            "tiled": __import__("tiled").__version__,
         },
         "cases": {},
     }
     cases = results["cases"]
     total_start = time.perf_counter()
-
-    with LocalTiledServer() as server:
-        log(f"server at {server.uri} ({server.directory})")
-        populate(server, shape, chunks, n_nodes)
-        uri, key = server.uri, server.api_key
-
-        ours = core_from_uri(uri, api_key=key)
-        ref = ref_from_uri(uri, api_key=key)
-        ours_dask = core_from_uri(uri, "dask", api_key=key)
-        ref_dask = ref_from_uri(uri, "dask", api_key=key)
-
-        # 1. full read (the equality check doubles as the warm-up of both paths)
-        log("1. full read")
-        a = ours["big"].read()
-        b = ref["big"].read()
-        if a.shape != tuple(shape) or not np.array_equal(a, b):
-            raise SystemExit("tiled_core and the reference client read different data for 'big'")
-        del a, b
-        cases["full_read"] = compare("full read", lambda: ours["big"].read(), lambda: ref["big"].read(), args.repeat)
-        cases["full_read"]["verified_equal"] = True
-
-        # 7. curl: the upper bound for case 1
-        log("7. curl")
-        url = f"{uri}/array/full/big"
-        curl_download(url, key)  # warm-up
-        curl_samples = [curl_download(url, key) for _ in range(args.repeat)]
-        curl_median = statistics.median(curl_samples)
-        ours_median = cases["full_read"]["tiled_core"]
-        cases["curl_full_read"] = {
-            "curl": curl_median, "samples": curl_samples,
-            "curl_MiB_per_s": nbytes / MiB / curl_median,
-            "tiled_core_MiB_per_s": nbytes / MiB / ours_median,
-            "reference_MiB_per_s": nbytes / MiB / cases["full_read"]["reference"],
-            "ours_over_curl_throughput": curl_median / ours_median,
-        }
-        log(f"  curl {curl_median:.4f}s ({nbytes / MiB / curl_median:.0f} MiB/s)")
-
-        # 2. dask
-        log("2. dask read")
-        cases["dask_read"] = compare(
-            "dask read",
-            lambda: ours_dask["big"].read().compute(),
-            lambda: ref_dask["big"].read().compute(),
-            args.repeat,
-        )
-
-        # 3. serial block reads
-        log(f"3. {n_blocks[0] * n_blocks[1]} serial block reads")
-        blocks = [(i, j) for i in range(n_blocks[0]) for j in range(n_blocks[1])]
-
-        def read_blocks(client):
-            node = client["big"]
-            return [node.read_block(block) for block in blocks]
-
-        cases["block_reads"] = compare("block reads", lambda: read_blocks(ours), lambda: read_blocks(ref), args.repeat)
-
-        # 4. listing
-        log(f"4. items() of {n_nodes}")
-        n_ours = len(list(ours["many"].items()))
-        n_ref = len(list(ref["many"].items()))
-        if n_ours != n_nodes or n_ref != n_nodes:
-            raise SystemExit(f"listing found {n_ours} (tiled_core) and {n_ref} (reference) of {n_nodes} entries")
-        cases["items"] = compare(
-            "items()", lambda: list(ours["many"].items()), lambda: list(ref["many"].items()), args.repeat
-        )
-
-        # 5. search
-        log("5. search Eq('group', 3)")
-        found_ours = list(ours["many"].search(CoreEq("group", 3)).keys())
-        found_ref = list(ref["many"].search(RefEq("group", 3)).keys())
-        if found_ours != found_ref or len(found_ours) != group_size:
-            raise SystemExit(f"search results differ: {len(found_ours)} (tiled_core) vs {len(found_ref)} (reference)")
-        cases["search"] = compare(
-            "search",
-            lambda: list(ours["many"].search(CoreEq("group", 3)).keys()),
-            lambda: list(ref["many"].search(RefEq("group", 3)).keys()),
-            args.repeat,
-        )
-
-        # 6. connect
-        log("6. connect")
-
-        def connect_ours():
-            client = core_from_uri(uri, api_key=key)
-            client.context.close()
-            return client
-
-        def connect_ref():
-            client = ref_from_uri(uri, api_key=key)
-            client.context.close()
-            return client
-
-        cases["connect"] = compare("connect", connect_ours, connect_ref, args.repeat)
-        access = AccessLog(server)
-        trips_ours, paths_ours = access.count(connect_ours)
-        trips_ref, paths_ref = access.count(connect_ref)
-        counted = core_from_uri(uri, api_key=key)
-        session_count = counted.context.session.request_count
-        counted.context.close()
-        cases["connect"].update({
-            "round_trips_tiled_core": trips_ours, "round_trips_reference": trips_ref,
-            "requests_tiled_core": paths_ours, "requests_reference": paths_ref,
-            "session_request_count_tiled_core": session_count,
-        })
-        log(f"  round trips: tiled_core {trips_ours} {paths_ours}, reference {trips_ref} {paths_ref}")
-
-        for client in (ours, ref, ours_dask, ref_dask):
-            client.context.close()
-
+    results["load_average_start"] = os.getloadavg()
+    directory = Path(tempfile.mkdtemp(prefix="tiled-core-bench-"))
+    try:
+        if not args.populate_over_http:
+            start = time.perf_counter()
+            prepopulate_catalog(directory, n_nodes)
+            log(f"created 'many' with {n_nodes} children in the catalog in {time.perf_counter() - start:.1f}s")
+        with LocalTiledServer(directory) as server:
+            log(f"server at {server.uri}")
+            if args.populate_over_http:
+                start = time.perf_counter()
+                populate_over_http(server, n_nodes)
+                log(f"created 'many' with {n_nodes} children over HTTP in {time.perf_counter() - start:.1f}s")
+            start = time.perf_counter()
+            write_big(server, shape, chunks)
+            log(f"wrote 'big' {shape} in {chunks} chunks with the reference client "
+                f"in {time.perf_counter() - start:.1f}s")
+            timings = time.perf_counter()
+            run_cases(server, cases, args.repeat, shape, n_blocks, nbytes, n_nodes)
+            results["cases_seconds"] = time.perf_counter() - timings
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    results["load_average_end"] = os.getloadavg()
     results["total_seconds"] = time.perf_counter() - total_start
     return results
+
+
+def run_cases(server, cases, repeat, shape, n_blocks, nbytes, n_nodes) -> None:
+    uri, key = server.uri, server.api_key
+    ours = core_from_uri(uri, api_key=key)
+    ref = ref_from_uri(uri, api_key=key)
+    ours_dask = core_from_uri(uri, "dask", api_key=key)
+    ref_dask = ref_from_uri(uri, "dask", api_key=key)
+
+    # 1. full read, with curl (case 7) in the same repeats; the equality check doubles as the warm-up
+    log("1. full read (and 7. curl)")
+    a = ours["big"].read()
+    b = ref["big"].read()
+    if a.shape != tuple(shape) or not np.array_equal(a, b):
+        raise SystemExit("tiled_core and the reference client read different data for 'big'")
+    del a, b
+    url = f"{uri}/array/full/big"
+    curl_download(url, key)  # warm-up
+    full = compare(
+        "full read", lambda: ours["big"].read(), lambda: ref["big"].read(), repeat,
+        extra={"curl": lambda: curl_download(url, key)},
+    )
+    curl = {"curl": full.pop("curl"), "samples": full["samples"].pop("curl")}
+    full["verified_equal"] = True
+    cases["full_read"] = full
+    curl.update({
+        "curl_MiB_per_s": nbytes / MiB / curl["curl"],
+        "tiled_core_MiB_per_s": nbytes / MiB / full["tiled_core"],
+        "reference_MiB_per_s": nbytes / MiB / full["reference"],
+        "ours_over_curl_throughput": curl["curl"] / full["tiled_core"],
+    })
+    cases["curl_full_read"] = curl
+
+    # 2. dask
+    log("2. dask read")
+
+    def same_shape(x, y):
+        if x.shape != tuple(shape) or y.shape != tuple(shape):
+            raise SystemExit(f"dask reads returned shapes {x.shape} and {y.shape}")
+
+    cases["dask_read"] = compare(
+        "dask read",
+        lambda: ours_dask["big"].read().compute(),
+        lambda: ref_dask["big"].read().compute(),
+        repeat, check=same_shape,
+    )
+
+    # 3. serial block reads
+    blocks = [(i, j) for i in range(n_blocks[0]) for j in range(n_blocks[1])]
+    log(f"3. {len(blocks)} serial block reads")
+
+    def read_blocks(client):
+        node = client["big"]
+        return [node.read_block(block) for block in blocks]
+
+    def same_blocks(x, y):
+        if len(x) != len(blocks) or not all(np.array_equal(p, q) for p, q in zip(x, y)):
+            raise SystemExit("block reads differ between tiled_core and the reference client")
+
+    cases["block_reads"] = compare(
+        "block reads", lambda: read_blocks(ours), lambda: read_blocks(ref), repeat, check=same_blocks
+    )
+
+    # 4. listing
+    log(f"4. items() of {n_nodes}")
+
+    def same_items(x, y):
+        keys_x, keys_y = [k for k, _ in x], [k for k, _ in y]
+        if len(keys_x) != n_nodes or keys_x != keys_y:
+            raise SystemExit(f"listings differ: {len(keys_x)} (tiled_core) vs {len(keys_y)} (reference) entries")
+        if dict(x[7][1].metadata) != dict(y[7][1].metadata):
+            raise SystemExit("listed metadata differs between tiled_core and the reference client")
+
+    cases["items"] = compare(
+        "items()", lambda: list(ours["many"].items()), lambda: list(ref["many"].items()), repeat, check=same_items
+    )
+
+    # 5. search
+    log("5. search Eq('group', 3)")
+    expected = [f"node{i:05d}" for i in range(n_nodes) if i % 10 == 3]
+
+    def same_keys(x, y):
+        if x != expected or y != expected:
+            raise SystemExit(f"search found {len(x)} (tiled_core) and {len(y)} (reference) of {len(expected)}")
+
+    cases["search"] = compare(
+        "search",
+        lambda: list(ours["many"].search(CoreEq("group", 3)).keys()),
+        lambda: list(ref["many"].search(RefEq("group", 3)).keys()),
+        repeat, check=same_keys,
+    )
+
+    # 6. connect
+    log("6. connect")
+
+    def connect_ours():
+        client = core_from_uri(uri, api_key=key)
+        client.context.close()
+
+    def connect_ref():
+        client = ref_from_uri(uri, api_key=key)
+        client.context.close()
+
+    cases["connect"] = compare("connect", connect_ours, connect_ref, repeat)
+    access = AccessLog(server)
+    trips_ours, paths_ours = access.count(connect_ours)
+    trips_ref, paths_ref = access.count(connect_ref)
+    counted = core_from_uri(uri, api_key=key)
+    session_count = counted.context.session.request_count
+    counted.context.close()
+    cases["connect"].update({
+        "round_trips_tiled_core": trips_ours, "round_trips_reference": trips_ref,
+        "requests_tiled_core": paths_ours, "requests_reference": paths_ref,
+        "session_request_count_tiled_core": session_count,
+    })
+    log(f"  round trips: tiled_core {trips_ours} {paths_ours}, reference {trips_ref} {paths_ref}")
+
+    for client in (ours, ref, ours_dask, ref_dask):
+        client.context.close()
 
 
 TARGETS = {
@@ -329,7 +405,8 @@ def report(results: dict) -> str:
     ratio = c["ours_over_curl_throughput"]
     lines += [
         "",
-        f"Case 1 vs curl (one identity-encoded GET of /array/full/big): curl {c['curl']:.4f}s "
+        f"Case 1 vs curl (one identity-encoded GET of /array/full/big, timed in the same repeats): "
+        f"curl {c['curl']:.4f}s "
         f"({c['curl_MiB_per_s']:.0f} MiB/s), tiled_core {c['tiled_core_MiB_per_s']:.0f} MiB/s, "
         f"reference {c['reference_MiB_per_s']:.0f} MiB/s; ours/curl throughput = {ratio:.2f} "
         f"(target >= 0.8: {'met' if ratio >= 0.8 else 'NOT met'})",
@@ -341,7 +418,9 @@ def report(results: dict) -> str:
         f"{r['requests_tiled_core']} (session counter: {r['session_request_count_tiled_core']}), "
         f"reference {r['round_trips_reference']} {r['requests_reference']}",
         "",
-        f"Total benchmark time: {results['total_seconds']:.0f}s",
+        f"Total benchmark time: {results['total_seconds']:.0f}s (cases {results['cases_seconds']:.0f}s); "
+        f"load average {results['load_average_start'][0]:.1f} at start, {results['load_average_end'][0]:.1f} "
+        f"at end on {config['cpus']} CPUs",
     ]
     return "\n".join(lines)
 
@@ -351,6 +430,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and client (median reported)")
     parser.add_argument("--quick", action="store_true", help="small sizes (16 MiB array, 200 entries)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--populate-over-http", action="store_true",
+                        help="create the listing nodes with tiled_core over HTTP (about a minute more) "
+                             "instead of through tiled's catalog API before the server starts")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")

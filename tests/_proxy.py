@@ -8,6 +8,7 @@ damages the answer to the next matching request(s):
   the connection -- a truncated response.
 * ``respond(status, ...)``: answer with a canned status, headers and body
   instead of forwarding (e.g. 503 with ``Retry-After``).
+* ``drop()``: close the connection without answering.
 
 It also records every request it sees (``requests``: ``(method, target,
 headers)``), so tests can count round trips and inspect URLs.
@@ -31,16 +32,21 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connectio
 
 @dataclasses.dataclass
 class _Fault:
-    kind: str  # "cut" or "respond"
+    kind: str  # "cut", "respond" or "drop"
     times: int | None  # None: every matching request
     match: str | None  # substring of the request target, or None for any
+    method: str | None = None  # only requests with this method, or None for any
     nbytes: int = 0
     status: int = 0
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
 
-    def applies(self, target: str) -> bool:
-        return (self.times is None or self.times > 0) and (self.match is None or self.match in target)
+    def applies(self, method: str, target: str) -> bool:
+        return (
+            (self.times is None or self.times > 0)
+            and (self.match is None or self.match in target)
+            and (self.method is None or self.method == method)
+        )
 
 
 class FaultProxy:
@@ -68,17 +74,24 @@ class FaultProxy:
         """The proxied API base, ``http://127.0.0.1:<port>/api/v1``."""
         return f"http://127.0.0.1:{self.port}/api/v1"
 
-    def cut(self, nbytes: int, *, times: int | None = 1, match: str | None = None) -> None:
+    def cut(self, nbytes: int, *, times: int | None = 1, match: str | None = None,
+            method: str | None = None) -> None:
         """Truncate the body of the next ``times`` matching responses (None: all) after ``nbytes``."""
         with self._lock:
-            self._faults.append(_Fault("cut", times, match, nbytes=nbytes))
+            self._faults.append(_Fault("cut", times, match, method, nbytes=nbytes))
+
+    def drop(self, *, times: int | None = 1, match: str | None = None, method: str | None = None) -> None:
+        """Close the connection instead of answering (nothing is forwarded upstream)."""
+        with self._lock:
+            self._faults.append(_Fault("drop", times, match, method))
 
     def respond(self, status: int, *, headers: dict[str, str] | None = None, body: bytes = b"",
-                times: int | None = 1, match: str | None = None) -> None:
-        """Answer the next ``times`` matching requests with this canned response."""
+                times: int | None = 1, match: str | None = None, method: str | None = None) -> None:
+        """Answer the next ``times`` matching requests with this canned response (not forwarded)."""
         with self._lock:
             self._faults.append(
-                _Fault("respond", times, match, status=status, headers=tuple((headers or {}).items()), body=body)
+                _Fault("respond", times, match, method, status=status,
+                       headers=tuple((headers or {}).items()), body=body)
             )
 
     def clear(self) -> None:
@@ -114,10 +127,10 @@ class FaultProxy:
         self.close()
 
     # -- internals ---------------------------------------------------------------
-    def _take_fault(self, target: str) -> _Fault | None:
+    def _take_fault(self, method: str, target: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.applies(target):
+                if fault.applies(method, target):
                     if fault.times is not None:
                         fault.times -= 1
                     self.faults_applied += 1
@@ -145,7 +158,9 @@ class FaultProxy:
                 method, target, headers, body = request
                 with self._lock:
                     self.requests.append((method, target, dict(headers)))
-                fault = self._take_fault(target)
+                fault = self._take_fault(method, target)
+                if fault is not None and fault.kind == "drop":
+                    return
                 if fault is not None and fault.kind == "respond":
                     extra = {k.lower() for k, _ in fault.headers}
                     head = [f"HTTP/1.1 {fault.status} {http.client.responses.get(fault.status, 'Error')}"]

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .structures import StructureFamily  # one definition of the families, re-exported here
+
 __all__ = [
     "AccessTagsFilter",
     "Comparison",
@@ -62,18 +64,6 @@ Pairs = list[tuple[str, str]]
 
 class QueryValueError(ValueError):
     """A query argument has an invalid value."""
-
-
-class StructureFamily(str, enum.Enum):
-    """The structure families a node can have (the server's names)."""
-
-    array = "array"
-    awkward = "awkward"
-    bytes = "bytes"
-    container = "container"
-    ragged = "ragged"
-    sparse = "sparse"
-    table = "table"
 
 
 class Operator(str, enum.Enum):

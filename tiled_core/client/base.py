@@ -181,9 +181,13 @@ class BaseClient:
             with self._context.session.stream(self._route(route), params, accept=media_type) as chunks:
                 if isinstance(filepath, (str, os.PathLike)):
                     partial = Path(f"{os.fspath(filepath)}.partial")
-                    with open(partial, "wb") as file:
-                        for chunk in chunks:
-                            file.write(chunk)
+                    try:
+                        with open(partial, "wb") as file:
+                            for chunk in chunks:
+                                file.write(chunk)
+                    except BaseException:
+                        partial.unlink(missing_ok=True)  # no half-written leftovers either
+                        raise
                     partial.replace(filepath)  # never leave a half-written file under the real name
                 else:  # a writable binary buffer
                     for chunk in chunks:

@@ -155,6 +155,12 @@ class Container(BaseClient, collections.abc.Mapping):
                 remaining -= len(data)
             if len(data) < limit:
                 return
+            links = document.get("links") or {}
+            if position[0] == "page[cursor]" and "next" in links and not links["next"]:
+                # A full last page. Only a cursor page's missing "next" is trustworthy: with a
+                # custom sort the server pages by offset and derives "next" from a count that is
+                # only a lower bound (exact up to 100), so there we read on until a short page.
+                return
             position = self._next_position(document, position, len(data))
 
     @staticmethod
@@ -190,7 +196,11 @@ class Container(BaseClient, collections.abc.Mapping):
         """A container of the entries matching ``query`` (queries chain with AND)."""
         if not callable(getattr(query, "encode", None)):
             raise TypeError(f"{query!r} is not a query from tiled_core.queries")
-        query.encode()  # invalid queries fail here, before any request
+        pairs = query.encode()  # invalid queries fail here, before any request
+        # A query from another library (e.g. tiled.queries, whose encode() gives a dict) would
+        # otherwise be dropped silently and the search would match everything.
+        if not (isinstance(pairs, list) and all(isinstance(p, tuple) and len(p) == 2 for p in pairs)):
+            raise TypeError(f"{query!r} is not a query from tiled_core.queries")
         return self.new_variation(queries=self._queries + (query,))
 
     def sort(self, *sorting: tuple[str, int]) -> "Container":

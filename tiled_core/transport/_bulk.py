@@ -24,6 +24,14 @@ from ._errors import ConnectionFailed, MalformedResponse, RequestTimeout, Trunca
 __all__ = ["BulkReader", "bulk_supported"]
 
 
+def _retry_after(response: http.client.HTTPResponse) -> float | None:
+    value = response.getheader("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the session's own backoff applies
+
+
 def bulk_supported(base_url: str, trust_env: bool) -> bool:
     """True when a direct connection (no proxy) can reach ``base_url``."""
     parts = urlsplit(base_url)
@@ -101,9 +109,11 @@ class BulkReader:
             if response.status != 200:
                 body = response.read()
                 detail = error_detail(body, response.getheader("content-type", ""))
-                raise error_for_status(
+                error = error_for_status(
                     response.status, detail, url=url, request_id=response.getheader("x-tiled-request-id")
                 )
+                error.retry_after = _retry_after(response)  # honoured by the session's retry loop
+                raise error
             encoding = response.getheader("content-encoding", "identity")
             length = response.getheader("content-length")
             if encoding not in ("identity", ""):

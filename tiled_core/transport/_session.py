@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +41,17 @@ class _RetryableStatus(Exception):
     def __init__(self, error: ServerError, retry_after: float | None) -> None:
         self.error = error
         self.retry_after = retry_after
+
+
+_INCOMPLETE_BODY = re.compile(r"received (\d+) bytes, expected (\d+)")
+
+
+def _broken_connection(method: str, url: str, exc: Exception) -> TransportError:
+    """A dropped connection; TruncatedResponse when httpx saw a body shorter than its Content-Length."""
+    match = _INCOMPLETE_BODY.search(str(exc))
+    if match:
+        return TruncatedResponse(url, int(match.group(2)), int(match.group(1)))
+    return ConnectionFailed(f"connection broke during {method} {url}: {exc}")
 
 
 def _retry_after(response_headers) -> float | None:
@@ -152,7 +164,7 @@ class Session:
             except httpx.TimeoutException as exc:
                 error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, idempotent
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                error, wait, retry = ConnectionFailed(f"connection broke during {method} {url}: {exc}"), None, idempotent
+                error, wait, retry = _broken_connection(method, url, exc), None, idempotent
             except (TruncatedResponse, ConnectionFailed, RequestTimeout) as exc:  # from the bulk path
                 error, wait, retry = exc, None, idempotent
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -236,7 +248,7 @@ class Session:
                     self._bulk.read_into(target, bulk_headers, out, url=url)
                 except ServerError as error:
                     if error.status in self.retry.statuses:
-                        raise _RetryableStatus(error, None) from None
+                        raise _RetryableStatus(error, getattr(error, "retry_after", None)) from None
                     raise
 
         else:
@@ -284,7 +296,7 @@ class Session:
         try:
             yield from response.iter_bytes()
         except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
-            raise ConnectionFailed(f"download from {url} broke off: {exc}") from None
+            raise _broken_connection("GET", url, exc) from None
 
     def send(
         self,
