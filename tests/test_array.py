@@ -57,12 +57,15 @@ def arrays(ref_root):
     return key
 
 
-@pytest.fixture
-def node(root, arrays):
-    return root[arrays]
+@pytest.fixture(scope="module")
+def node(tiled_server, arrays):
+    """The test arrays' container through one tiled_core connection shared by the module."""
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    yield client[arrays]
+    client.context.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ref_node(ref_root, arrays):
     return ref_root[arrays]
 
@@ -119,7 +122,7 @@ def test_properties_match_reference(node, ref_node):
     assert structure.dtype == np.dtype("float64")
 
 
-def test_zero_d(node, root):
+def test_zero_d(node):
     zerod = node["zerod"]
     assert zerod.shape == () and zerod.ndim == 0 and zerod.size == 1 and zerod.chunks == ()
     _same(zerod.read(), np.array(3.5))
@@ -132,14 +135,14 @@ def test_zero_d(node, root):
         len(zerod)
 
 
-def test_zero_size(node, root):
+def test_zero_size(node):
     empty = node["empty"]
     assert empty.shape == (0, 3) and empty.size == 0 and empty.nbytes == 0
-    before = _count(root)
+    before = _count(node)
     _same(empty.read(), np.zeros((0, 3)))
     _same(empty[:, 1], np.zeros((0, 3))[:, 1])
     _same(empty[::-1, 1:], np.zeros((0, 3))[::-1, 1:])
-    assert _count(root) == before  # nothing to fetch
+    assert _count(node) == before  # nothing to fetch
     with pytest.raises(IndexError):
         empty[0]
 
@@ -223,14 +226,14 @@ def test_slicing_strings_and_datetimes(node, selection):
         (slice(None, None, 1.5), TypeError),
     ],
 )
-def test_bad_selections_fail_before_any_request(root, node, selection, error):
+def test_bad_selections_fail_before_any_request(node, selection, error):
     client = node["f8"]
-    before = _count(root)
+    before = _count(node)
     with pytest.raises(error):
         client[selection]
     with pytest.raises(error):
         client.read(selection)
-    assert _count(root) == before
+    assert _count(node) == before
 
 
 # ================================================================ blocks
@@ -259,12 +262,12 @@ def test_read_block_with_slice(node, slice_):
 
 
 @pytest.mark.parametrize("block", [(3, 0), (0, 3), (-1, 0), (0,), (0, 0, 0), 0])
-def test_bad_block_is_index_error(root, node, block):
+def test_bad_block_is_index_error(node, block):
     client = node["chunked"]
-    before = _count(root)
+    before = _count(node)
     with pytest.raises(IndexError):
         client.read_block(block)
-    assert _count(root) == before
+    assert _count(node) == before
 
 
 def test_bad_block_slice(node):
@@ -372,13 +375,13 @@ def test_dask_client(tiled_server, arrays):
 # ================================================================ large reads
 
 
-def test_large_read_matches_reference(root, arrays, ref_root):
-    ours_client = root[arrays]["large"]
+def test_large_read_matches_reference(node, ref_node):
+    ours_client = node["large"]
     assert ours_client.nbytes == 48 * 2**20
-    before = _count(root)
+    before = _count(node)
     ours = ours_client.read()
-    requests = _count(root) - before
-    theirs = ref_root[arrays]["large"].read()
+    requests = _count(node) - before
+    theirs = ref_node["large"].read()
     assert ours.shape == LARGE_SHAPE and ours.dtype == np.float64
     np.testing.assert_array_equal(ours, theirs)
     assert requests > 1  # split into concurrent parts

@@ -141,8 +141,7 @@ class Container(BaseClient, collections.abc.Mapping):
         session = self._context.session
         route = self._route("search")
         base = [*self._filter_params(), *_sort_params(self._sorting, direction)]
-        base += [("fields", "")] if keys_only else self._item_params()
-        base.append(("omit_links", "true"))
+        base += [("fields", ""), ("omit_links", "true")] if keys_only else self._item_params()
         remaining = None if stop is None else stop - start
         position: tuple[str, str] = ("page[offset]", str(start))
         while remaining is None or remaining > 0:
