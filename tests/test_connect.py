@@ -343,6 +343,7 @@ def test_context_from_any_uri(tiled_server, tree, no_env_key):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")  # starlette's own notice
 def test_context_from_app_in_process(tmp_path):
     """An in-process ASGI app (tiled.catalog.in_memory + build_app): write with tiled_core, read back."""
     pytest.importorskip("tiled.server")

@@ -30,10 +30,10 @@ def _metadata(i: int) -> dict:
 
 
 def _specs(i: int) -> list:
-    return [["SpecA"], [RQ_spec("SpecB", "1.0"), "SpecA"], []][i % 3]
+    return [["SpecA"], [_ref_spec("SpecB", "1.0"), "SpecA"], []][i % 3]
 
 
-def RQ_spec(name, version):
+def _ref_spec(name, version):
     from tiled.structures.core import Spec as RefSpec
 
     return RefSpec(name, version=version)
