@@ -151,7 +151,6 @@ class BaseClient:
 
     # -- export ------------------------------------------------------------
     def _resolve_format(self, filepath: str | os.PathLike | None, format: str | None) -> str:
-        formats = self._context.server_info.get("formats", {})
         offered = self.formats
         if format is None:
             if filepath is None or not Path(filepath).suffix:
@@ -171,7 +170,6 @@ class BaseClient:
                   "html": "text/html", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
         if custom.get(format) in offered:
             return custom[format]
-        del formats
         raise ValueError(f"{self.path or '/'} cannot be exported as {format!r}; the server offers {offered}")
 
     def _export(self, filepath, *, format: str | None, route: str, params: list | None = None) -> None:
