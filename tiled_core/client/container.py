@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..iterviews import ItemsView, KeysView, ValuesView
 from ..structures import Spec
 from ..transport import NotFound
+from ._conflict import begin_write, check_on_conflict, finish_write
 from ._dispatch import client_for_item
 from ._keys import split_path, validate_key
 from .base import UNCHANGED, BaseClient
@@ -269,22 +270,59 @@ class Container(BaseClient, collections.abc.Mapping):
         return self._client(item)
 
     def create_container(self, key: str | None = None, *, metadata: dict | None = None, specs: list | None = None,
-                         access_tags: list[str] | None = None) -> "Container":
-        """Create a new, empty container."""
-        return self.new("container", [], key=key, metadata=metadata, specs=specs, access_tags=access_tags)
+                         access_tags: list[str] | None = None, on_conflict: str = "error") -> "Container":
+        """Create a new, empty container (``on_conflict="skip"`` returns an existing one)."""
+        return begin_write(self, "container", [], key=key, metadata=metadata, specs=specs,
+                           access_tags=access_tags, on_conflict=on_conflict).client
 
     def write_array(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
-                    specs: list | None = None, access_tags: list[str] | None = None):
+                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
         """Create an array node and upload ``array`` (numpy, dask or array-like) in blocks.
 
         Large arrays are cut into regular chunks of at most ~100 MB, uploaded
         concurrently (bounded); a dask array keeps its chunks (made regular if
         needed) and is computed block by block, never whole in memory.
+        ``on_conflict`` ("error", "skip", "replace") decides what happens when
+        ``key`` exists; see :mod:`tiled_core.client._conflict`.
         """
         from ._upload import array_data_source, upload_array
 
+        check_on_conflict(on_conflict)
         validated = validate_key(key) if key is not None else None
         array, source = array_data_source(array, dims=dims)
-        client = self.new("array", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
-        upload_array(client, array)
-        return client
+        target = begin_write(self, "array", [source], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            upload_array(target.client, array)
+            finish_write(target.client)
+        return target.client
+
+    # -- deletes -------------------------------------------------------------
+    def delete(self, key: str, *, recursive: bool = False) -> None:
+        """Delete the child ``key`` and the data the server manages for it.
+
+        A container with children is refused (:class:`Conflict`) unless
+        ``recursive=True``. A missing key raises KeyError.
+        """
+        self._delete_child(validate_key(key), recursive=recursive, external_only=False)
+
+    def delete_contents(self, keys=None, recursive: bool = False, external_only: bool = True) -> "Container":
+        """Delete some (``keys``) or all children, as the reference client does.
+
+        With ``external_only=True`` (the reference default) the server refuses
+        to delete nodes whose data it manages itself; pass False to delete those too.
+        """
+        if keys is None:
+            keys = list(self.keys())
+        elif isinstance(keys, str):
+            keys = [keys]
+        for key in dict.fromkeys(keys):
+            self._delete_child(key, recursive=recursive, external_only=external_only)
+        return self
+
+    def _delete_child(self, key: str, *, recursive: bool, external_only: bool) -> None:
+        params = [("recursive", str(recursive).lower()), ("external_only", str(external_only).lower())]
+        try:
+            self._context.session.send("DELETE", "metadata/" + "/".join(self._path + split_path(key)), params=params)
+        except NotFound:
+            raise KeyError(key) from None
