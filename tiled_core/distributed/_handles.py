@@ -75,6 +75,17 @@ class SessionHandle:
     def base_url(self) -> str:
         return self._base_url
 
+    @property
+    def source(self) -> CredentialSource | None:
+        """Where other processes find the credential (None: it was given directly and is not shipped)."""
+        return self._source
+
+    def use_source(self, source: CredentialSource) -> None:
+        """From now on, pickles of this handle tell workers to resolve the credential from ``source``."""
+        if not isinstance(source, CredentialSource):
+            raise TypeError(f"source must be a CredentialSource, not {type(source).__name__}")
+        self._source = source
+
     def get(self) -> Session:
         """The live Session here, or one reopened from the credential source (once per process)."""
         if self._session is not None:
@@ -82,7 +93,8 @@ class SessionHandle:
         if self._source is None:
             raise RuntimeError(
                 f"no session for {self._base_url} in this process, and its API key was given directly, "
-                "so it was not shipped; set TILED_API_KEY on the workers and connect without api_key="
+                "so it was not shipped; set TILED_API_KEY on the workers and connect without api_key=, "
+                "or call tiled_core.distributed.share_credentials(dask_client, node)"
             )
         key = (self._base_url, self._source)
         with _LOCK:
@@ -95,7 +107,8 @@ class SessionHandle:
         if self._source is None:
             raise TypeError(
                 "this client's API key was passed directly and is not put into pickles or task graphs; "
-                "use TILED_API_KEY (or a profile) so workers can find it themselves"
+                "use TILED_API_KEY (or a profile) so workers can find it themselves, or ship it once "
+                "out of band with tiled_core.distributed.share_credentials(dask_client, node)"
             )
         return (SessionHandle._rebuild, (self._id, self._base_url, self._source))
 

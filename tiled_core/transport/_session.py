@@ -64,6 +64,14 @@ def _retry_after(response_headers) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+_SEND_SLICE = 1 << 20
+
+
+def _slices(view: memoryview) -> Iterator[memoryview]:
+    for start in range(0, view.nbytes, _SEND_SLICE):
+        yield view[start:start + _SEND_SLICE]
+
+
 class Session:
     """HTTP access to one Tiled server's API (``.../api/v1``).
 
@@ -132,6 +140,13 @@ class Session:
     @property
     def has_api_key(self) -> bool:
         return self._auth is not None
+
+    def reveal_api_key(self) -> str | None:
+        """The API key itself, for shipping once, out of band, to trusted workers.
+
+        Only ``tiled_core.distributed.share_credentials`` should need this; never log it.
+        """
+        return self._auth.secret if self._auth is not None else None
 
     def __repr__(self) -> str:
         return f"<Session {self._base_url}>"
@@ -321,12 +336,17 @@ class Session:
             headers["content-type"] = JSON
         elif content_type is not None:
             headers["content-type"] = content_type
+        view = None
         if isinstance(content, memoryview):
-            content = content.tobytes()  # httpx sends only bytes with a Content-Length
+            # Sent in slices with an explicit Content-Length: no copy of a large block, and a
+            # fresh iterator per attempt keeps retries correct.
+            view = content.cast("B") if content.ndim != 1 or content.format != "B" else content
+            headers["content-length"] = str(view.nbytes)
 
         def attempt():
+            body = _slices(view) if view is not None else content
             response = self._check(
-                self._http.request(method, url, params=params, content=content, headers=headers, auth=self._auth),
+                self._http.request(method, url, params=params, content=body, headers=headers, auth=self._auth),
                 url,
             )
             if not response.content or response.status_code == 204:
