@@ -13,12 +13,15 @@ from ..transport import NotFound
 from ._conflict import begin_write, check_on_conflict, finish_write
 from ._dispatch import client_for_item
 from ._keys import split_path, validate_key
+from ._lazy_structure import PageStructures
 from .base import UNCHANGED, BaseClient
 
 __all__ = ["Container"]
 
 MAX_PAGE = 300  # the server's largest page
 ITEM_FIELDS = ("metadata", "structure_family", "structure", "sorting", "specs")
+# Listings leave structures out (see _lazy_structure): they dominate the server's time.
+LISTING_FIELDS = tuple(f for f in ITEM_FIELDS if f != "structure")
 
 
 def _sort_params(sorting: list[tuple[str, int]], direction: int) -> list[tuple[str, str]]:
@@ -91,8 +94,8 @@ class Container(BaseClient, collections.abc.Mapping):
             self._context, self._structure_clients, item, include_data_sources=self._include_data_sources
         )
 
-    def _item_params(self) -> list[tuple[str, str]]:
-        params = [("fields", f) for f in ITEM_FIELDS] + [("omit_links", "true")]
+    def _item_params(self, fields: tuple[str, ...] = ITEM_FIELDS) -> list[tuple[str, str]]:
+        params = [("fields", f) for f in fields] + [("omit_links", "true")]
         if self._include_data_sources:
             params.append(("include_data_sources", "true"))
         return params
@@ -142,15 +145,26 @@ class Container(BaseClient, collections.abc.Mapping):
         session = self._context.session
         route = self._route("search")
         base = [*self._filter_params(), *_sort_params(self._sorting, direction)]
-        base += [("fields", ""), ("omit_links", "true")] if keys_only else self._item_params()
+        lazy = not keys_only and not self._include_data_sources
+        if keys_only:
+            base += [("fields", ""), ("omit_links", "true")]
+        else:
+            base += self._item_params(LISTING_FIELDS if lazy else ITEM_FIELDS)
         remaining = None if stop is None else stop - start
         position: tuple[str, str] = ("page[offset]", str(start))
         while remaining is None or remaining > 0:
             limit = min(page_size or MAX_PAGE, MAX_PAGE, remaining if remaining is not None else MAX_PAGE)
-            document = session.get_document(route, [*base, position, ("page[limit]", str(limit))])
+            params = [*base, position, ("page[limit]", str(limit))]
+            document = session.get_document(route, params)
             data = document["data"]
+            structures = PageStructures(session, route, params) if lazy else None
             for item in data:
-                yield item["id"] if keys_only else (item["id"], self._client(item))
+                if keys_only:
+                    yield item["id"]
+                    continue
+                child = self._client(item)
+                child._pending_structure = structures
+                yield item["id"], child
             if remaining is not None:
                 remaining -= len(data)
             if len(data) < limit:
