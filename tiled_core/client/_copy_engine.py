@@ -50,6 +50,9 @@ MAX_OPEN = 256  # data nodes created but not complete: how far creation may run 
 UNKNOWN_UNIT_BYTES = 8 * MiB  # budget charged for a unit of unknown size (table partition, zip)
 SMALL_NODE_BYTES = 4 * MiB  # a one-request node this small is re-sent on resume rather than marked
 MAX_SPECS = 20  # the server's limit; a node already at it cannot carry the mark
+# Source listings: data nodes' structures come with their data sources; containers' structures
+# (a count of *their* children, costly for the server) are not needed.
+SOURCE_FIELDS = ("metadata", "structure_family", "specs", "sorting")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +108,14 @@ class _Node:
         return [s for s in (self.item["attributes"].get("specs") or []) if s["name"] != INCOMPLETE_SPEC]
 
 
-def _has_mark(item: dict) -> bool:
-    return any(s["name"] == INCOMPLETE_SPEC for s in (item["attributes"].get("specs") or []))
+def source_listing(context, item: dict, container=None) -> Iterator[tuple[str, dict]]:
+    """``(key, item with data sources)`` for each child of the source container ``item`` (or ``container``)."""
+    from .container import Container
+
+    if container is None:
+        container = Container(context, item=item, structure_clients="numpy")
+    container = container.new_variation(include_data_sources=True)
+    return ((key, child.item) for key, child in container._iterate(0, None, 1, None, fields=SOURCE_FIELDS))
 
 
 def _family(item: dict) -> str:
@@ -283,14 +292,15 @@ class CopyEngine:
         return items, cost
 
     # -- metadata jobs (pool threads) -------------------------------------------------
-    def _op_list_dest(self, node: _Node) -> dict[str, dict]:
+    def _op_list_dest(self, node: _Node) -> dict[str, Any]:
         from .container import Container
 
         item = {"id": node.dest_path[-1] if node.dest_path else "",
                 "attributes": {"ancestors": list(node.dest_path[:-1]), "structure_family": "container",
                                "specs": [], "metadata": {}, "sorting": None}}
         container = Container(self._dest_context, item=item, structure_clients="numpy")
-        return {key: child.item for key, child in container._iterate(0, None, 1, None)}
+        # Clients, not items: a structure is fetched (a page at a time) only if a decision needs it.
+        return dict(container._iterate(0, None, 1, None))
 
     def _op_list_source(self, node: _Node) -> tuple[list[tuple[str, dict]], bool]:
         page = []
@@ -410,8 +420,7 @@ class CopyEngine:
     def _plan_create(self, node: _Node) -> None:
         covered = node.parent is not None and node.parent.marked
         if node.family == "container":
-            count = (node.item["attributes"].get("structure") or {}).get("count")
-            node.marked = count != 0
+            node.marked = True  # whether it will get children is not known yet
         elif not node.register:
             transfer = TRANSFERS[node.transfer]
             small = self._units_hint(node) <= 1 and self._nbytes_hint(node) <= SMALL_NODE_BYTES
@@ -420,10 +429,10 @@ class CopyEngine:
             node.marked = False  # no room for the mark: the node relies on its parent's
         self._queue_create(node)
 
-    def _plan_existing(self, node: _Node, existing: dict) -> None:
+    def _plan_existing(self, node: _Node, existing) -> None:
         """``on_conflict`` is skip or warn here: keep what can be trusted, finish what cannot."""
-        marked = _has_mark(existing)
-        same_family = _family(existing) == node.family
+        marked = any(spec.name == INCOMPLETE_SPEC for spec in existing.specs)
+        same_family = existing.structure_family == node.family
         if node.family == "container":
             if same_family:
                 node.marked = marked
@@ -438,11 +447,11 @@ class CopyEngine:
             self._skip(node)
             return
         reusable = (same_family and TRANSFERS[node.transfer].idempotent
-                    and same_structure(node.family, node.source_structure, existing["attributes"].get("structure")))
+                    and same_structure(node.family, node.source_structure, existing.item["attributes"].get("structure")))
         if reusable:
             node.marked = marked
             node.counted = True
-            node.dest_structure = existing["attributes"]["structure"]
+            node.dest_structure = existing.item["attributes"]["structure"]
             self._open_units(node)
         elif marked:
             node.recreate = True  # ours, unfinished, and not completable in place
@@ -493,10 +502,7 @@ class CopyEngine:
         }
 
     def _children_of(self, node: _Node) -> Iterator[tuple[str, dict]]:
-        from .container import Container
-
-        container = Container(self._source_context, item=node.item, structure_clients="numpy", include_data_sources=True)
-        return ((key, child.item) for key, child in container._iterate(0, None, 1, None))
+        return source_listing(self._source_context, node.item)
 
     # -- completion ----------------------------------------------------------------------
     def _open_units(self, node: _Node) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..transport import NotFound
 from ._conflict import same_structure
-from ._copy_engine import CopyEngine, Options
+from ._copy_engine import CopyEngine, Options, source_listing
 from ._copy_runners import DaskRunner, ThreadRunner
 from ._progress import CopyError, CopyProgress, CopySummary, make_reporter
 from .base import BaseClient
@@ -123,8 +123,7 @@ def _source_plan(source, dest) -> tuple[Any, Iterator | None, dict | None]:
         _require_container(dest)
         if not isinstance(source, Container):
             source = Container(source.context, item=source.item, structure_clients="numpy")
-        variation = source.new_variation(include_data_sources=True)
-        return source.context, ((k, c.item) for k, c in variation._iterate(0, None, 1, None)), None
+        return source.context, source_listing(source.context, source.item, source), None
     if isinstance(source, collections.abc.Mapping):
         pairs = list(source.items())
     elif isinstance(source, collections.abc.Iterable) and not isinstance(source, (str, bytes)):

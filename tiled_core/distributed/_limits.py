@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-__all__ = ["CONCURRENCY_ENV", "request_slot", "set_worker_concurrency", "worker_concurrency"]
+__all__ = ["CONCURRENCY_ENV", "request_slot", "set_worker_concurrency", "slot_stats", "worker_concurrency"]
 
 CONCURRENCY_ENV = "TILED_CORE_WORKER_CONCURRENCY"
 DEFAULT_CONCURRENCY = 4
@@ -21,6 +21,8 @@ DEFAULT_CONCURRENCY = 4
 _LOCK = threading.Lock()
 _SLOTS: dict[str, threading.BoundedSemaphore] = {}
 _OVERRIDE: int | None = None
+_IN_USE: dict[str, int] = {}
+_PEAK: dict[str, int] = {}
 
 
 def worker_concurrency() -> int:
@@ -47,6 +49,7 @@ def set_worker_concurrency(n: int) -> int:
     with _LOCK:
         _OVERRIDE = n
         _SLOTS.clear()  # requests holding an old slot finish under the old bound
+        _PEAK.clear()
     return n
 
 
@@ -58,4 +61,21 @@ def request_slot(base_url: str) -> Iterator[None]:
         if slot is None:
             slot = _SLOTS[base_url] = threading.BoundedSemaphore(worker_concurrency())
     with slot:
-        yield
+        with _LOCK:
+            _IN_USE[base_url] = _IN_USE.get(base_url, 0) + 1
+            _PEAK[base_url] = max(_PEAK.get(base_url, 0), _IN_USE[base_url])
+        try:
+            yield
+        finally:
+            with _LOCK:
+                _IN_USE[base_url] -= 1
+
+
+def slot_stats(reset: bool = False) -> dict[str, dict[str, int]]:
+    """Per server: this process's bound, requests in flight now, and the most ever in flight at once."""
+    with _LOCK:
+        stats = {url: {"limit": worker_concurrency(), "in_use": _IN_USE.get(url, 0), "peak": peak}
+                 for url, peak in _PEAK.items()}
+        if reset:
+            _PEAK.clear()
+    return stats

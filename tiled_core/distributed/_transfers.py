@@ -1,8 +1,8 @@
 """Moving one node's data from one server to another, unit by unit: a small table per family.
 
 A *unit* is one GET on the source and one write on the destination of the
-same bytes: an array or sparse block, a table partition, or a whole awkward
-or ragged node. Bytes are passed through as the servers encode them (raw
+same bytes: an array, sparse or ragged block, a table partition, or a whole
+awkward node. Bytes are passed through as the servers encode them (raw
 array bytes, Arrow IPC files, zips), never decoded, so no pandas, awkward or
 sparse is needed here. Array blocks are read straight into one buffer and
 sent from it, so a unit costs about one block of memory.
@@ -106,6 +106,22 @@ def _whole(source: dict, dest: dict) -> Iterator[Unit]:
     yield Unit(None)
 
 
+def _ragged_units(source: dict, dest: dict) -> Iterator[Unit]:
+    chunks = dest.get("chunks") or [None]
+    sizes = chunks[0] if chunks[0] else [dest["shape"][0]]
+    for index, (start, stop) in enumerate(itertools.pairwise(itertools.accumulate([0, *sizes]))):
+        yield Unit(index, region=((start, stop),))
+
+
+def _ragged_transfer(source: Session, source_path, dest: Session, dest_path, unit: Unit) -> int:
+    # One zip per chunk (rows start:stop), written as that chunk: the destination keeps the chunking.
+    ((start, stop),) = unit.region
+    body = source.get_bytes(f"ragged/full/{_path(source_path)}", [("slice", f"{start}:{stop}")], accept=ZIP)
+    dest.send("PUT", f"ragged/block/{_path(dest_path)}", params=[("block", str(unit.index))], content=body,
+              content_type=ZIP)
+    return len(body)
+
+
 def _passthrough(route: str, media_type: str, method: str, param: Callable[[Any], list]):
     def transfer(source: Session, source_path, dest: Session, dest_path, unit: Unit) -> int:
         params = param(unit.index)
@@ -150,8 +166,8 @@ TRANSFERS: dict[str, FamilyTransfer] = {
     "table:sql": FamilyTransfer(_partitions, _passthrough("table/partition", ARROW_FILE, "PATCH", _partition_param),
                                 idempotent=False),
     "awkward": FamilyTransfer(_whole, _passthrough("awkward/full", ZIP, "PUT", _no_params)),
-    # Ragged writes append chunks (a second write of a chunk is refused): not idempotent.
-    "ragged": FamilyTransfer(_whole, _passthrough("ragged/full", ZIP, "PUT", _no_params), idempotent=False),
+    # Ragged chunks are appended rows (a second write of a chunk is refused): not idempotent.
+    "ragged": FamilyTransfer(_ragged_units, _ragged_transfer, idempotent=False),
 }
 
 
