@@ -155,16 +155,19 @@ class CopyEngine:
         self._listings: deque[tuple[_Node, str]] = deque()
         self._open: deque[_Node] = deque()
         self._open_count = 0
+        self._exclusive_busy = 0
         self._found_nodes = 0
         self._found_bytes = 0
         self._error: tuple[_Node, BaseException] | None = None
         self._started = time.monotonic()
         self._last_path = ""
+        self._root: _Node | None = None
+        self._root_done = False
 
     # -- entry points ------------------------------------------------------------
     def copy_children(self, dest_path: tuple[str, ...], listing: Iterator[tuple[str, dict]]) -> CopySummary:
         """Copy each ``(key, source item)`` of ``listing`` under the existing container at ``dest_path``."""
-        root = _Node(None, dest_path, None, listing=listing)
+        root = self._root = _Node(None, dest_path, None, listing=listing)
         if self._options.on_conflict == "error":
             root.existing = {}  # not listed: the server's 409 on create reports clashes
             self._listings.append((root, "source"))
@@ -179,6 +182,7 @@ class CopyEngine:
         node.transfer = self._transfer_key(node)
         node.dest_structure = dest_item["attributes"]["structure"]
         node.counted = True
+        self._root = node
         self._found(node)
         self._open_units(node)
         return self._run()
@@ -208,6 +212,8 @@ class CopyEngine:
                 else:
                     handler(payload, result)
                 self._pump()
+            if self._error is None and not self._root_done:
+                raise RuntimeError("tiled_core copy stopped with work left undone (a bug); rerun with on_conflict='skip'")
         finally:
             self._meta.shutdown(wait=True, cancel_futures=True)
             self._runner.close()
@@ -224,19 +230,7 @@ class CopyEngine:
     def _pump(self) -> None:
         if self._error is not None:
             return  # stop handing out work; what is in flight finishes
-        while self._meta_busy < self._options.create_concurrency:
-            if self._finishes:
-                self._submit_meta(self._op_finish, self._finishes.popleft(), self._on_finished)
-            elif self._creators and (self._creators[0].to_create[0].family == "container" or self._open_count < MAX_OPEN):
-                self._submit_meta(self._op_create, self._next_create(), self._on_created)
-            elif self._listings and self._queued_creates < PAGE:
-                node, side = self._listings.popleft()
-                if side == "dest":
-                    self._submit_meta(self._op_list_dest, node, self._on_dest_listed)
-                else:
-                    self._submit_meta(self._op_list_source, node, self._on_source_listed)
-            else:
-                break
+        # Data first: finding a node's units exhausted may queue the metadata job that finishes it.
         while self._data_busy < self._runner.slots and self._open:
             items, cost = self._take_units()
             if not items:
@@ -245,6 +239,31 @@ class CopyEngine:
             self._data_bytes += cost
             future = self._runner.submit([(n.source_path, n.dest_path, n.transfer, u) for n, u in items])
             future.add_done_callback(lambda f, items=items, cost=cost: self._done_events.put(("data", items, self._on_moved, f, cost)))
+        while self._meta_busy < self._options.create_concurrency:
+            if self._finishes:
+                self._submit_meta(self._op_finish, self._finishes.popleft(), self._on_finished)
+            elif self._creators and self._may_create(self._creators[0].to_create[0]):
+                node = self._next_create()
+                self._exclusive_busy += self._exclusive(node)
+                self._submit_meta(self._op_create, node, self._on_created)
+            elif self._listings and self._queued_creates < PAGE:
+                node, side = self._listings.popleft()
+                if side == "dest":
+                    self._submit_meta(self._op_list_dest, node, self._on_dest_listed)
+                else:
+                    self._submit_meta(self._op_list_source, node, self._on_source_listed)
+            else:
+                break
+
+    @staticmethod
+    def _exclusive(node: _Node) -> bool:
+        return node.transfer is not None and TRANSFERS[node.transfer].exclusive
+
+    def _may_create(self, node: _Node) -> bool:
+        if node.family != "container" and self._open_count >= MAX_OPEN:
+            return False  # creation waits for data to catch up
+        # Creating SQL-backed storage is one more write to the server's SQL store: one at a time.
+        return not (self._exclusive(node) and self._exclusive_busy)
 
     def _queue_create(self, node: _Node) -> None:
         parent = node.parent
@@ -268,15 +287,21 @@ class CopyEngine:
         return node
 
     def _take_units(self) -> tuple[list[tuple[_Node, Unit]], int]:
+        """The next data job: units from the open nodes, oldest node first, within the budgets."""
         items: list[tuple[_Node, Unit]] = []
         cost = 0
-        while self._open:
-            node = self._open[0]
+        position = 0
+        while position < len(self._open):
+            node = self._open[position]
+            exclusive = TRANSFERS[node.transfer].exclusive
+            if exclusive and (self._exclusive_busy or any(TRANSFERS[n.transfer].exclusive for n, _ in items)):
+                position += 1  # one SQL-backed unit at a time in the whole copy: look at the next node
+                continue
             if node.peeked is None:
                 node.peeked = next(node.units, None)
             unit = node.peeked
             if unit is None:
-                self._open.popleft()
+                del self._open[position]
                 node.issued = True
                 self._check_data_done(node)
                 continue
@@ -287,6 +312,7 @@ class CopyEngine:
                 break  # over the memory budget; a lone unit always goes, however big
             node.peeked = None
             node.pending += 1
+            self._exclusive_busy += exclusive
             items.append((node, unit))
             cost += unit_cost
         return items, cost
@@ -349,6 +375,7 @@ class CopyEngine:
             self._listings.append((node, "source"))
 
     def _on_created(self, node: _Node, reply: Any) -> None:
+        self._exclusive_busy -= self._exclusive(node)
         node.parent.creating -= 1
         self._wake(node.parent)
         if reply is _EXISTS:
@@ -369,6 +396,7 @@ class CopyEngine:
 
     def _on_moved(self, items: list[tuple[_Node, Unit]], moved: list[int]) -> None:
         for (node, unit), nbytes in zip(items, moved):
+            self._exclusive_busy -= TRANSFERS[node.transfer].exclusive
             self._summary.bytes += nbytes
             node.pending -= 1
             self._last_path = node.text
@@ -437,6 +465,8 @@ class CopyEngine:
             if same_family:
                 node.marked = marked
                 node.counted = marked  # a container this run completes counts as copied
+                if not marked:
+                    self._note_skipped(node)  # complete: kept as it is (its children are still looked at)
                 node.listing = self._children_of(node)
                 self._listings.append((node, "dest"))
                 return
@@ -462,7 +492,7 @@ class CopyEngine:
     def _units_hint(self, node: _Node) -> int:
         structure = node.source_structure or {}
         if "chunks" in structure:
-            return math.prod(len(c) for c in structure["chunks"])
+            return math.prod(len(c) for c in structure["chunks"] if c)
         return int(structure.get("npartitions") or 1)
 
     def _nbytes_hint(self, node: _Node) -> int:
@@ -531,16 +561,21 @@ class CopyEngine:
             self._summary.nodes += 1
         self._last_path = node.text
         self._report()
+        if node is self._root:
+            self._root_done = True
         parent = node.parent
         if parent is not None:
             parent.pending -= 1
             self._check_container_done(parent)
 
     def _skip(self, node: _Node) -> None:
+        self._note_skipped(node)
+        self._complete(node)
+
+    def _note_skipped(self, node: _Node) -> None:
         self._summary.skipped += 1
         if self._options.on_conflict == "warn":
             warnings.warn(f"Skipped existing entry /{node.text}", stacklevel=2)
-        self._complete(node)
 
     def _fail(self, node: _Node, error: BaseException) -> None:
         if node.failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numpy as np
 
+from ..codecs.array import OCTET_STREAM, byte_view
 from ..structures import ArrayStructure
 from ._array_io import block_slices, put_block, put_full, read_block_into, read_selection_into
 from ._slicing import block_selection, normalize
@@ -75,7 +76,13 @@ class ArrayClient(BaseClient):
         block_shape = structure.block_shape(block)
         selection = normalize(slice, block_shape)
         out = np.empty(selection.shape, dtype=structure.dtype)
-        read_block_into(self._context.session, self._path, block, out, selection.to_param() if slice is not None else None)
+        if structure.dtype.isnative:
+            read_block_into(self._context.session, self._path, block, out, selection.to_param() if slice is not None else None)
+        elif out.size:
+            # /array/block sends the storage's byte order, not the declared one; /array/full casts.
+            starts = [sum(chunks[:i]) for chunks, i in zip(structure.chunks, block)]
+            self._context.session.read_into(self._route("array/full"), [("slice", selection.offset(starts).to_param())],
+                                            accept=OCTET_STREAM, out=byte_view(out))
         return np.flip(out, selection.flip) if selection.flip else out
 
     def read(self, slice=None) -> np.ndarray:
@@ -179,10 +186,10 @@ class DaskArrayClient(ArrayClient):
         structure = self.structure()
         block = block_selection(block, structure.chunks)
         selection = normalize(slice, structure.block_shape(block))
-        params = [("block", ",".join(map(str, block)))]
-        if slice is not None:
-            params.append(("slice", selection.to_param()))
-        request = ArrayRead(self._context.session_handle, self._route("array/block"), tuple(params),
+        # /array/full with the block's place added: /array/block would send the storage's byte order.
+        starts = [sum(chunks[:i]) for chunks, i in zip(structure.chunks, block)]
+        params = (("slice", selection.offset(starts).to_param()),)
+        request = ArrayRead(self._context.session_handle, self._route("array/full"), params,
                             selection.shape, structure.dtype, tuple(selection.flip))
         name = "tiled-core-block-" + tokenize(self.uri, structure.to_json(), params)
         graph = {(name,) + (0,) * len(selection.shape): (run_read, request)}

@@ -95,8 +95,8 @@ def plan_groups(chunks: tuple[tuple[int, ...], ...], itemsize: int, *, target: i
     return axis, groups
 
 
-def _block_route(path: tuple[str, ...]) -> str:
-    return "array/block/" + "/".join(path)
+def _slice_param(region) -> str:
+    return ",".join(f"{start}:{stop}" for start, stop in region)
 
 
 def _full_route(path: tuple[str, ...]) -> str:
@@ -110,12 +110,6 @@ def array_graph(name: str, handle: SessionHandle, path: tuple[str, ...], chunks,
     axis, groups = plan_groups(chunks, dtype.itemsize)
     graph: dict[Any, Any] = {}
     for number, group in enumerate(groups):
-        if len(group) == 1:
-            (index,) = group
-            shape = tuple(chunks[a][i] for a, i in enumerate(index))
-            params = (("block", ",".join(map(str, index))),)
-            graph[(name, *index)] = (run_read, ArrayRead(handle, _block_route(path), params, shape, dtype))
-            continue
         first, last = group[0], group[-1]
         region = []
         for a in range(len(chunks)):
@@ -123,9 +117,14 @@ def array_graph(name: str, handle: SessionHandle, path: tuple[str, ...], chunks,
             stop = starts[a][last[a]] + chunks[a][last[a]]
             region.append((start, stop))
         shape = tuple(stop - start for start, stop in region)
-        param = ",".join(f"{start}:{stop}" for start, stop in region)
+        # Always the full route with a slice: /array/block sends the storage's byte order, not the
+        # declared dtype's (a big-endian array comes back byte-swapped), while /array/full casts.
+        request = ArrayRead(handle, _full_route(path), (("slice", _slice_param(region)),), shape, dtype)
+        if len(group) == 1:
+            graph[(name, *first)] = (run_read, request)
+            continue
         group_key = (f"{name}-group", number)
-        graph[group_key] = (run_read, ArrayRead(handle, _full_route(path), (("slice", param),), shape, dtype))
+        graph[group_key] = (run_read, request)
         offset = region[axis][0]
         for index in group:
             local = [slice(None)] * len(chunks)

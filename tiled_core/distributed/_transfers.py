@@ -3,8 +3,9 @@
 A *unit* is one GET on the source and one write on the destination of the
 same bytes: an array, sparse or ragged block, a table partition, or a whole
 awkward node. Bytes are passed through as the servers encode them (raw
-array bytes, Arrow IPC files, zips), never decoded, so no pandas, awkward or
-sparse is needed here. Array blocks are read straight into one buffer and
+array bytes, Arrow IPC files, zips), never decoded (appends to SQL tables
+drop the pandas index column with pyarrow), so no pandas, awkward or sparse
+is needed here. Array blocks are read straight into one buffer and
 sent from it, so a unit costs about one block of memory.
 
 Everything here works over Sessions and picklable values: a
@@ -41,8 +42,7 @@ class Unit:
     ``index``: block index (arrays, sparse), partition number (tables) or None
     (whole node). ``nbytes``: its size when known in advance (arrays), for the
     memory budget. For arrays, ``shape``/``dtype`` size the buffer and
-    ``region`` (start, stop per axis) is set when the destination's block is
-    not one of the source's blocks.
+    ``region`` (start, stop per axis) is the block's place in the array.
     """
 
     index: Any = None
@@ -65,27 +65,23 @@ def _array_units(source: dict, dest: dict) -> Iterator[Unit]:
     from ..structures import ArrayStructure
 
     structure = ArrayStructure.from_json(dest)
-    aligned = [list(c) for c in source["chunks"]] == [list(c) for c in dest["chunks"]]
     dtype = structure.dtype
     if 0 in structure.shape:
         return  # the server made the (empty) storage on create
     starts = [list(itertools.accumulate((0,) + c[:-1])) for c in structure.chunks]
     for index in itertools.product(*(range(len(c)) for c in structure.chunks)):
         shape = tuple(structure.chunks[a][i] for a, i in enumerate(index))
-        region = None if aligned else tuple((starts[a][i], starts[a][i] + shape[a]) for a, i in enumerate(index))
+        region = tuple((starts[a][i], starts[a][i] + shape[a]) for a, i in enumerate(index))
         yield Unit(index, math.prod(shape) * dtype.itemsize, shape, dtype, region)
 
 
 def _array_transfer(source: Session, source_path: tuple[str, ...], dest: Session, dest_path: tuple[str, ...],
                     unit: Unit) -> int:
+    # The source's block is read by region from /array/full, which sends the declared dtype;
+    # /array/block sends the storage's byte order (big-endian arrays would arrive byte-swapped).
     out = np.empty(unit.shape, dtype=unit.dtype)
-    if unit.region is None:
-        source.read_into(f"array/block/{_path(source_path)}", [_block_param(unit.index)], accept=OCTET_STREAM,
-                         out=byte_view(out))
-    else:
-        param = ",".join(f"{start}:{stop}" for start, stop in unit.region)
-        source.read_into(f"array/full/{_path(source_path)}", [("slice", param)], accept=OCTET_STREAM,
-                         out=byte_view(out))
+    param = ",".join(f"{start}:{stop}" for start, stop in unit.region)
+    source.read_into(f"array/full/{_path(source_path)}", [("slice", param)], accept=OCTET_STREAM, out=byte_view(out))
     dest.send("PUT", f"array/block/{_path(dest_path)}", params=[_block_param(unit.index)],
               content=byte_view(out), content_type=OCTET_STREAM)
     return out.nbytes
@@ -132,6 +128,32 @@ def _passthrough(route: str, media_type: str, method: str, param: Callable[[Any]
     return transfer
 
 
+def _sql_append(source: Session, source_path, dest: Session, dest_path, unit: Unit) -> int:
+    """Rows of one partition appended to an SQL-backed table.
+
+    The server serialises partitions from pandas, index included, but an
+    append must carry exactly the table's columns: the index columns named in
+    the pandas metadata are dropped before the rows are sent on.
+    """
+    import json
+
+    import pyarrow as pa
+
+    params = _partition_param(unit.index)
+    body = source.get_bytes(f"table/partition/{_path(source_path)}", params, accept=ARROW_FILE)
+    table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
+    pandas_meta = json.loads((table.schema.metadata or {}).get(b"pandas", b"{}"))
+    index = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
+    table = table.drop_columns([c for c in index if c in table.column_names]).replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    payload = sink.getvalue()
+    dest.send("PATCH", f"table/partition/{_path(dest_path)}", params=params, content=memoryview(payload),
+              content_type=ARROW_FILE)
+    return payload.size
+
+
 def _no_params(index) -> list:
     return []
 
@@ -150,12 +172,16 @@ class FamilyTransfer:
 
     ``idempotent``: writing a unit twice leaves the same data (PUT), so an
     interrupted node can be completed in place; otherwise (appends) it is
-    recreated from scratch on resume.
+    recreated from scratch on resume. ``exclusive``: SQL-backed storage
+    (appendable tables, ragged arrays); a 0.2.20 server answers 500 to
+    concurrent reads and appends on its SQL store (even of different
+    nodes), so such units run one at a time in the whole copy, in order.
     """
 
     units: Callable[[dict, dict], Iterator[Unit]]
     transfer: Callable[[Session, tuple, Session, tuple, Unit], int]
     idempotent: bool = True
+    exclusive: bool = False
 
 
 TRANSFERS: dict[str, FamilyTransfer] = {
@@ -163,11 +189,10 @@ TRANSFERS: dict[str, FamilyTransfer] = {
     "sparse": FamilyTransfer(_blocks, _passthrough("array/block", ARROW_FILE, "PUT", _block_params)),
     "table": FamilyTransfer(_partitions, _passthrough("table/partition", ARROW_FILE, "PUT", _partition_param)),
     # Appendable (SQL) tables take rows by PATCH, which appends: not idempotent.
-    "table:sql": FamilyTransfer(_partitions, _passthrough("table/partition", ARROW_FILE, "PATCH", _partition_param),
-                                idempotent=False),
+    "table:sql": FamilyTransfer(_partitions, _sql_append, idempotent=False, exclusive=True),
     "awkward": FamilyTransfer(_whole, _passthrough("awkward/full", ZIP, "PUT", _no_params)),
     # Ragged chunks are appended rows (a second write of a chunk is refused): not idempotent.
-    "ragged": FamilyTransfer(_ragged_units, _ragged_transfer, idempotent=False),
+    "ragged": FamilyTransfer(_ragged_units, _ragged_transfer, idempotent=False, exclusive=True),
 }
 
 
