@@ -288,3 +288,37 @@ class Container(BaseClient, collections.abc.Mapping):
         client = self.new("array", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
         upload_array(client, array)
         return client
+
+    def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
+                        specs: list | None = None, access_tags: list[str] | None = None):
+        """Create a table node and upload ``data``: a pandas or dask DataFrame (or a dict of columns).
+
+        A dask DataFrame keeps its partitions as the table's partitions; they
+        are computed and uploaded one by one (bounded concurrency), never whole.
+        Column names must be strings not starting with ``_`` (checked before
+        any request). The table is stored as Parquet: use
+        ``create_appendable_table`` for one that grows by appending rows.
+        """
+        from ._table_upload import table_data_source, upload_table
+
+        validated = validate_key(key) if key is not None else None
+        prepared, source = table_data_source(data)
+        client = self.new("table", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
+        upload_table(client, prepared)
+        return client
+
+    def write_table(self, data, *, key: str | None = None, metadata: dict | None = None,
+                    specs: list | None = None, access_tags: list[str] | None = None):
+        """Create a table node and upload ``data`` (the reference client's newer name for write_dataframe)."""
+        return self.write_dataframe(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags)
+
+    def create_appendable_table(self, schema, npartitions: int = 1, *, key: str | None = None,
+                                metadata: dict | None = None, specs: list | None = None,
+                                access_tags: list[str] | None = None, table_name: str | None = None):
+        """Create an empty table, stored in the server's SQL storage, whose partitions grow with
+        ``append_partition``. ``schema`` is a ``pyarrow.Schema``; the server lower-cases column names."""
+        from ._table_upload import appendable_data_source
+
+        validated = validate_key(key) if key is not None else None
+        source = appendable_data_source(schema, npartitions, table_name)
+        return self.new("table", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
