@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import weakref
 from collections.abc import Sequence
@@ -14,10 +15,32 @@ from ._array_io import SINGLE_REQUEST_BYTES
 URL_CHARACTER_LIMIT = 2000  # past this, a column list goes in a POST body (as the reference client does)
 _COLUMN_PARAM_CHARS = len("&column=")
 
-# Bytes per column seen in earlier reads of a table, per session: the structure has no row
-# count, so this is how a later read knows a table is small enough for one /table/full request.
-_SEEN: "weakref.WeakKeyDictionary[Session, dict]" = weakref.WeakKeyDictionary()
+PARQUET = "application/x-parquet"
+
+# What earlier reads taught about a table, per session: the structure has no row count,
+# so this is how a later read knows the table is small enough for one /table/full request.
+_SEEN: "weakref.WeakKeyDictionary[Session, dict[tuple, _Notes]]" = weakref.WeakKeyDictionary()
 _SEEN_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass
+class _Notes:
+    sizes: dict[str, int] = dataclasses.field(default_factory=dict)  # bytes per column, index included
+    storage: str | None = None  # the data source's mimetype
+
+    def estimate(self, columns: Sequence[str] | None, all_columns: Sequence[str]) -> int | None:
+        """Bytes the read will return; None when some asked-for column was never seen."""
+        regular = set(all_columns)
+        index = [n for name, n in self.sizes.items() if name not in regular]  # travels with every read
+        wanted = [self.sizes.get(c) for c in (all_columns if columns is None else columns)]
+        if not self.sizes or any(n is None for n in wanted):
+            return None
+        return sum(index) + sum(wanted)
+
+
+def _notes(session: Session, path: tuple[str, ...], npartitions: int) -> _Notes:
+    with _SEEN_LOCK:
+        return _SEEN.setdefault(session, {}).setdefault((path, npartitions), _Notes())
 
 
 def _route(action: str, path: tuple[str, ...]) -> str:
@@ -42,22 +65,23 @@ def _too_large(error: ClientError) -> bool:
     return error.status == 400 and "exceed" in str(error.detail)
 
 
-def _remember(session: Session, key: tuple, table: "pyarrow.Table") -> None:
-    sizes = {name: table.column(name).nbytes for name in table.column_names}
-    with _SEEN_LOCK:
-        _SEEN.setdefault(session, {}).setdefault(key, {}).update(sizes)
+def storage(session: Session, path: tuple[str, ...], npartitions: int, data_sources: list | None = None) -> str:
+    """The table's storage mimetype (one metadata request per table and session, unless given)."""
+    notes = _notes(session, path, npartitions)
+    if notes.storage is None:
+        if data_sources is None:
+            params = [("include_data_sources", "true"), ("omit_links", "true")]
+            data_sources = session.get_document(_route("metadata", path), params)["data"]["attributes"].get("data_sources")
+        sources = data_sources or [{}]
+        notes.storage = str(sources[0].get("mimetype") or "").split(";")[0] if len(sources) == 1 else ""
+    return notes.storage
 
 
-def _estimate(session: Session, key: tuple, columns: Sequence[str] | None, all_columns: Sequence[str]) -> int | None:
-    """Bytes the read will return, from earlier reads; None when some asked-for column was never seen."""
-    with _SEEN_LOCK:
-        sizes = dict(_SEEN.get(session, {}).get(key, {}))
-    regular = set(all_columns)
-    index = [n for name, n in sizes.items() if name not in regular]  # the index travels with every read
-    wanted = [sizes.get(c) for c in (all_columns if columns is None else columns)]
-    if not sizes or any(n is None for n in wanted):
-        return None
-    return sum(index) + sum(wanted)
+def concurrent_reads_safe(mimetype: str) -> bool:
+    """Parquet tables can be read a partition per request in parallel. The SQL (appendable) adapter
+    of tiled 0.2.20 fails (500) and can even crash the server under concurrent reads, so anything
+    but Parquet is read one request at a time."""
+    return mimetype == PARQUET
 
 
 def concat(tables: list["pyarrow.Table"]) -> "pyarrow.Table":
@@ -71,36 +95,48 @@ def concat(tables: list["pyarrow.Table"]) -> "pyarrow.Table":
 
 
 def read_table(session: Session, path: tuple[str, ...], npartitions: int, columns: Sequence[str] | None,
-               all_columns: Sequence[str]) -> "pyarrow.Table":
-    """The whole table (or some columns) as one Arrow table.
+               all_columns: Sequence[str], data_sources: list | None = None) -> "pyarrow.Table":
+    """The whole table (or some columns) as one Arrow table, joined as the partitions come.
 
-    One /table/full request when the table has one partition or earlier reads
-    showed it is small; otherwise the partitions are fetched concurrently
-    (bounded) and joined, which also keeps each response far from the
-    server's 300 MB response limit.
+    One partition: one /table/full request. Parquet storage: the partitions
+    are fetched concurrently (bounded), or in one /table/full request once an
+    earlier read in this session showed the result is small (the server's
+    per-request overhead dominates small reads). Other storage (SQL): one
+    partition after another. Partitions, not /table/full, keep the index as
+    each partition has it (the SQL adapter renumbers rows in /table/full),
+    as the reference client returns it.
     """
-    identity = (path, npartitions)
-    estimate = _estimate(session, identity, columns, all_columns)
-    if npartitions <= 1 or (estimate is not None and estimate <= SINGLE_REQUEST_BYTES):
+    notes = _notes(session, path, npartitions)
+    tables = None
+    parallel = False
+    if npartitions > 1:
+        parallel = concurrent_reads_safe(storage(session, path, npartitions, data_sources))
+    estimate = notes.estimate(columns, all_columns)
+    if npartitions <= 1 or (parallel and estimate is not None and estimate <= SINGLE_REQUEST_BYTES):
         try:
-            table = fetch(session, path, columns=columns)
+            tables = [fetch(session, path, columns=columns)]
         except ClientError as error:
             if npartitions <= 1 or not _too_large(error):
-                raise
-        else:
-            _remember(session, identity, table)
-            return table
-    tables = session.run_concurrently(
-        lambda i: fetch(session, path, partition=i, columns=columns), range(npartitions)
-    )
+                raise  # else the table grew since it was seen: fall back to partitions
+    if tables is None:
+        tables = session.run_concurrently(
+            lambda i: fetch(session, path, partition=i, columns=columns), range(npartitions),
+            concurrency=None if parallel else 1,
+        )
     table = concat(tables)
-    _remember(session, identity, table)
+    with _SEEN_LOCK:
+        notes.sizes.update((name, table.column(name).nbytes) for name in table.column_names)
     return table
 
 
 def put(session: Session, path: tuple[str, ...], data, *, partition: int | None = None, append: bool = False) -> None:
-    """Upload a DataFrame (or Arrow table / dict) as the whole table, one partition, or rows to append."""
+    """Upload a DataFrame (or Arrow table / dict) as the whole table, one partition, or rows to append.
+
+    Appended rows go without their index: SQL tables have none, and the
+    server refuses a body with an index column (the reference client's
+    ``append_partition`` of a DataFrame fails with a 500 for that reason).
+    """
     route = _route("table/full" if partition is None else "table/partition", path)
     params = [] if partition is None else [("partition", str(partition))]
-    session.send("PATCH" if append else "PUT", route, params=params, content=encode_arrow(data),
-                 content_type=ARROW_FILE)
+    body = encode_arrow(data, preserve_index=not append)
+    session.send("PATCH" if append else "PUT", route, params=params, content=body, content_type=ARROW_FILE)

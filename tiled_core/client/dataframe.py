@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 
-from ..codecs.table import decode_schema, empty_frame, to_pandas
+from ..codecs.table import decode_schema, empty_frame, pyarrow_strings, to_pandas
 from ..structures import TableStructure
 from . import _table_io
 from .base import BaseClient
@@ -84,9 +86,10 @@ class DataFrameClient(BaseClient):
         if structure.npartitions == 0:
             return self._meta(columns)
         table = _table_io.read_table(
-            self._context.session, self._path, structure.npartitions, columns, structure.columns
+            self._context.session, self._path, structure.npartitions, columns, structure.columns,
+            data_sources=self.data_sources,
         )
-        return to_pandas(table)
+        return pyarrow_strings(to_pandas(table))
 
     def _read_partition_pandas(self, partition, columns=None):
         partition = self._check_partition(partition)
@@ -165,9 +168,17 @@ def _partition_first(partition, dataframe, name: str):
     return partition, dataframe
 
 
-def _read_partition_task(handle, path, columns, partition):
-    """A Dask task: read one partition on whichever thread or worker runs it."""
-    return to_pandas(_table_io.fetch(handle.get(), path, partition=partition, columns=columns))
+_SERIAL = threading.Lock()
+
+
+def _read_partition_task(handle, path, columns, serial, partition):
+    """A Dask task: read one partition on whichever thread or worker runs it.
+
+    ``serial`` (tables not stored as Parquet): one such read at a time in this
+    process, because the server's SQL adapter fails under concurrent reads.
+    """
+    with _SERIAL if serial else contextlib.nullcontext():
+        return to_pandas(_table_io.fetch(handle.get(), path, partition=partition, columns=columns))
 
 
 class DaskDataFrameClient(DataFrameClient):
@@ -177,32 +188,37 @@ class DaskDataFrameClient(DataFrameClient):
     reference to the connection (never the API key) and reads its own partition.
     """
 
-    def _dask_frame(self, partitions: list[int], columns: list[str] | None):
-        import dask.dataframe as dd
-
-        reader = functools.partial(_read_partition_task, self._context.session_handle, self._path, columns)
-        return dd.from_map(
-            reader,
-            partitions,
-            meta=self._meta(columns),
-            divisions=[None] * (len(partitions) + 1),
-            label="tiled-core-read-table",
+    def _task(self, columns: list[str] | None):
+        structure = self.structure()
+        serial = structure.npartitions > 1 and not _table_io.concurrent_reads_safe(
+            _table_io.storage(self._context.session, self._path, structure.npartitions, self.data_sources)
         )
+        return functools.partial(_read_partition_task, self._context.session_handle, self._path, columns, serial)
 
     def read(self, columns=None):
         """Access the entire DataFrame, as a dask DataFrame of the table's partitions."""
+        import dask.dataframe as dd
+
         columns = self._check_columns(columns)
         count = self.structure().npartitions
         if count == 0:
-            import dask.dataframe as dd
-
             return dd.from_pandas(self._meta(columns), npartitions=1)
-        return self._dask_frame(list(range(count)), columns)
+        return dd.from_map(
+            self._task(columns), range(count), meta=self._meta(columns), divisions=[None] * (count + 1),
+            label="tiled-core-read-table",
+        )
 
     def read_partition(self, partition, columns=None):
         """Access one partition in a partitioned (dask) dataframe."""
+        import dask.dataframe as dd
+
         partition = self._check_partition(partition)
-        return self._dask_frame([partition], self._check_columns(columns))
+        columns = self._check_columns(columns)
+        # from_map, as read(): the same dtypes as the whole table. (The reference client's
+        # from_delayed checks the partition against a meta whose text dtype may differ from
+        # what the server sends, and then fails.)
+        return dd.from_map(self._task(columns), [partition], meta=self._meta(columns), divisions=(None, None),
+                           label="tiled-core-read-partition")
 
     def __getitem__(self, column):
         """One column as a dask Series (only that column is fetched)."""

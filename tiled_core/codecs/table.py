@@ -17,7 +17,7 @@ from ..transport import MalformedResponse
 
 __all__ = [
     "ARROW_FILE", "ARROW_STREAM", "decode_arrow", "decode_dataframe", "decode_schema",
-    "empty_frame", "encode_arrow", "encode_schema", "to_arrow", "to_pandas",
+    "empty_frame", "encode_arrow", "encode_schema", "pyarrow_strings", "to_arrow", "to_pandas",
 ]
 
 ARROW_FILE = "application/vnd.apache.arrow.file"
@@ -67,6 +67,32 @@ def to_pandas(table: "pyarrow.Table") -> "pandas.DataFrame":
         raise MalformedResponse(f"the Arrow table cannot be converted to pandas: {exc}") from None
 
 
+def pyarrow_strings(frame: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Text columns (and index) as ``string[pyarrow]``, as dask's from_map makes them.
+
+    The reference client's ``read()`` goes through dask, which converts text
+    columns that way; applied to a whole-table read, this gives the same
+    dtypes. Only columns that hold text are touched (dask also stringifies
+    other object columns, e.g. dates; those are left as they are).
+    """
+    import pandas as pd
+
+    target = pd.StringDtype("pyarrow")
+
+    def is_text(values) -> bool:
+        dtype = values.dtype
+        if isinstance(dtype, pd.StringDtype):
+            return dtype != target
+        return dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+
+    changes = {name: target for name, column in frame.items() if is_text(column)}
+    if changes:
+        frame = frame.astype(changes)
+    if not isinstance(frame.index, pd.MultiIndex) and is_text(frame.index):
+        frame.index = frame.index.astype(target)
+    return frame
+
+
 def decode_dataframe(body: bytes | bytearray | memoryview) -> "pandas.DataFrame":
     """Arrow IPC bytes -> ``pandas.DataFrame`` (index and dtypes as written)."""
     return to_pandas(decode_arrow(body))
@@ -94,11 +120,11 @@ def to_arrow(data: Any, *, preserve_index: bool | None = True) -> "pyarrow.Table
     raise TypeError(f"expected a pandas DataFrame, a pyarrow Table or a dict of columns, not {type(data).__name__}")
 
 
-def encode_arrow(data: Any) -> memoryview:
-    """A DataFrame (index kept), ``pyarrow.Table`` or dict -> Arrow IPC file bytes, for uploads."""
+def encode_arrow(data: Any, *, preserve_index: bool | None = True) -> memoryview:
+    """A DataFrame (index kept unless ``preserve_index=False``), ``pyarrow.Table`` or dict -> Arrow IPC file bytes."""
     import pyarrow as pa
 
-    table = to_arrow(data, preserve_index=True)
+    table = to_arrow(data, preserve_index=preserve_index)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
