@@ -288,3 +288,44 @@ class Container(BaseClient, collections.abc.Mapping):
         client = self.new("array", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
         upload_array(client, array)
         return client
+
+    def write_sparse(self, coords, data, shape, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                     specs: list | None = None, access_tags: list[str] | None = None):
+        """Create a sparse (COO) array node from ``coords`` (ndim x nnz), ``data`` (nnz) and ``shape``.
+
+        One block; for a chunked sparse array use ``new("sparse", ...)`` and
+        ``SparseClient.write_block``. Bad coordinates raise before any request.
+        """
+        from ..codecs.sparse import check_coo_parts
+        from ..structures import SparseStructure
+        from .sparse import _check_in_bounds
+
+        validated = validate_key(key) if key is not None else None
+        shape = tuple(int(s) for s in shape)
+        coords, data = check_coo_parts(coords, data, len(shape))
+        _check_in_bounds(coords, shape, "array")
+        structure = SparseStructure.from_coo(coords, data, shape, dims=dims)
+        source = {"structure_family": "sparse", "structure": structure.to_json(), "mimetype": None,
+                  "parameters": {}, "properties": {}, "assets": [], "management": "writable", "id": None}
+        client = self.new("sparse", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
+        client.write(coords, data)
+        return client
+
+    def write_awkward(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                      specs: list | None = None, access_tags: list[str] | None = None):
+        """Create an awkward array node from ``array`` (an ``awkward.Array`` or what it accepts).
+
+        The array is packed first, so only the data it shows is sent. ``dims`` is
+        accepted for compatibility with the reference client, which ignores it too.
+        """
+        from ..codecs.awkward import pack_awkward
+        from ..structures import AwkwardStructure
+
+        validated = validate_key(key) if key is not None else None
+        form, length, buffers = pack_awkward(array)
+        structure = AwkwardStructure(length=length, form=form)
+        source = {"structure_family": "awkward", "structure": structure.to_json(), "mimetype": None,
+                  "parameters": {}, "properties": {}, "assets": [], "management": "writable", "id": None}
+        client = self.new("awkward", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
+        client.write(buffers)
+        return client
