@@ -28,14 +28,43 @@ def read_selection(session: Session, path: tuple[str, ...], selection: Selection
         axis = _split_axis(selection.shape)
         if not too_large(error) or axis is None:
             raise
-        import sparse
-
         middle = selection.shape[axis] // 2
         halves = [selection.with_output_axis(axis, 0, middle),
                   selection.with_output_axis(axis, middle, selection.shape[axis])]
         parts = session.run_concurrently(lambda half: read_selection(session, path, half), halves)
-        return sparse.concatenate(parts, axis=axis)
+        return concatenate(parts, axis, selection.shape)
     return decode_coo_arrow(body, selection.shape)
+
+
+def concatenate(parts, axis: int, shape: tuple[int, ...]):
+    """Join COO parts along ``axis`` (plain numpy: sparse's own version compiles with numba first)."""
+    coords, start = [], 0
+    for part in parts:
+        shifted = part.coords.copy()
+        shifted[axis] += start
+        coords.append(shifted)
+        start += part.shape[axis]
+    return coo_from_parts(np.concatenate(coords, axis=1), np.concatenate([p.data for p in parts]), shape)
+
+
+def flip(coo, axes: tuple[int, ...]):
+    """Reverse ``coo`` along ``axes`` (the server is only ever asked for ascending ranges)."""
+    if not axes:
+        return coo
+    coords = coo.coords.copy()
+    for axis in axes:
+        coords[axis] = coo.shape[axis] - 1 - coords[axis]
+    return coo_from_parts(coords, coo.data, coo.shape)
+
+
+def as_box(selection: Selection) -> Selection:
+    """An all-integer selection as a 1x..x1 box (the server answers 500 when no dimension is left)."""
+    return Selection(tuple(range(i, i + 1) if isinstance(i, int) else i for i in selection.entries), ())
+
+
+def element(coo):
+    """The single element of a 1x..x1 COO, as a numpy scalar (its fill value when not stored)."""
+    return coo.data[0] if coo.nnz else coo.fill_value
 
 
 def read_block(session: Session, path: tuple[str, ...], block: tuple[int, ...], shape: tuple[int, ...],

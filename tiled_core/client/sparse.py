@@ -7,7 +7,7 @@ import numpy as np
 from ..codecs.sparse import check_coo_parts
 from ..structures import SparseStructure
 from . import _sparse_io
-from ._slicing import Selection, block_selection, normalize
+from ._slicing import block_selection, normalize
 from .base import BaseClient
 
 __all__ = ["SparseClient"]
@@ -61,6 +61,7 @@ class SparseClient(BaseClient):
     def read(self, slice=None):
         """The whole array, or a numpy-style selection of it, as a ``sparse.COO``.
 
+        An all-integer selection gives the element as a numpy scalar, as sparse does.
         Raises IndexError/TypeError/ValueError for a bad selection before any request.
         """
         structure = self.structure()
@@ -68,16 +69,10 @@ class SparseClient(BaseClient):
         session = self._context.session
         if slice is None and len(list(_sparse_io.block_slices(structure.chunks))) > 1:
             return _sparse_io.read_blocks(session, self._path, structure.chunks, structure.shape)
-        scalar = not selection.shape and structure.shape
-        if scalar:
-            # The server fails (500) on a selection with no dimensions left: read a 1x..x1 box.
-            box = Selection(tuple(range(i, i + 1) for i in selection.entries), ())
-            coo = _sparse_io.read_selection(session, self._path, box)
-            return coo[(0,) * len(structure.shape)]
+        if not selection.shape and structure.shape:
+            return _sparse_io.element(_sparse_io.read_selection(session, self._path, _sparse_io.as_box(selection)))
         coo = _sparse_io.read_selection(session, self._path, selection, whole=slice is None)
-        if selection.flip:
-            coo = coo[tuple(np.s_[::-1] if axis in selection.flip else np.s_[:] for axis in range(coo.ndim))]
-        return coo
+        return _sparse_io.flip(coo, selection.flip)
 
     def read_block(self, block, slice=None):
         """One block (chunk), with coordinates local to it, optionally sliced within it."""
@@ -85,10 +80,13 @@ class SparseClient(BaseClient):
         block = block_selection(block, structure.chunks)
         block_shape = tuple(sizes[i] for i, sizes in zip(block, structure.chunks))
         selection = normalize(slice, block_shape)
-        if selection.flip or (not selection.shape and block_shape):
-            return self.read_block(block)[slice]  # rare forms the server mishandles: slice locally
+        session = self._context.session
+        if not selection.shape and block_shape:
+            box = _sparse_io.as_box(selection)
+            return _sparse_io.element(_sparse_io.read_block(session, self._path, block, box.shape, box.to_param()))
         param = selection.to_param() if slice is not None else None
-        return _sparse_io.read_block(self._context.session, self._path, block, selection.shape, param)
+        coo = _sparse_io.read_block(session, self._path, block, selection.shape, param)
+        return _sparse_io.flip(coo, selection.flip)
 
     def __getitem__(self, slice):
         return self.read(slice)

@@ -119,21 +119,31 @@ def write_xarray_dataset(client_node, dataset, key=None, *, on_conflict: str = "
     """Write ``dataset`` (an ``xarray.Dataset``) under ``client_node`` as the reference client lays it out.
 
     Returns the new dataset's client. Variables are uploaded concurrently.
+    ``on_conflict`` (for an existing ``key``): ``"error"``; ``"replace"`` deletes
+    the old dataset first; ``"skip"`` keeps what is there and writes only the
+    variables that are missing or whose upload never finished (a dataset
+    rerun after a crash), raising Conflict when an existing variable differs.
     """
     import xarray
 
+    from ..transport import Conflict
+    from ._conflict import check_on_conflict
+
     if not isinstance(dataset, xarray.Dataset):
         raise TypeError(f"expected an xarray.Dataset, not {type(dataset).__name__}")
-    if on_conflict != "error":
-        raise NotImplementedError("on_conflict other than 'error' is not available yet")
-    node = client_node.create_container(key=key, specs=[Spec(DATASET_SPEC)], metadata={"attrs": dict(dataset.attrs)})
+    check_on_conflict(on_conflict)
+    node = client_node.create_container(key=key, specs=[Spec(DATASET_SPEC)], metadata={"attrs": dict(dataset.attrs)},
+                                        on_conflict=on_conflict)
+    if DATASET_SPEC not in {spec.name for spec in node.specs}:
+        raise Conflict(409, f"{node.path} exists and is not an xarray dataset; use on_conflict='replace'", url=node.uri)
     jobs = [(name, DATA_VAR_SPEC) for name in dataset.data_vars] + [(name, COORD_SPEC) for name in dataset.coords]
+    per_variable = "skip" if on_conflict == "skip" else "error"
 
     def write(job):
         name, spec = job
         variable = dataset[name].variable
         node.write_array(variable.data, key=str(name), metadata={"attrs": dict(variable.attrs)},
-                         dims=[str(d) for d in variable.dims], specs=[Spec(spec)])
+                         dims=[str(d) for d in variable.dims], specs=[Spec(spec)], on_conflict=per_variable)
 
     node.context.session.run_concurrently(write, jobs)
     return node

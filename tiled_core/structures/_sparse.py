@@ -59,10 +59,12 @@ class SparseStructure:
         )
 
     def to_json(self) -> dict:
+        if self.data_type is None:  # tiled 0.2.20 answers 500 to a sparse structure without one
+            raise ValueError("a sparse structure needs a data_type to be sent to the server")
         return {
             "chunks": [list(c) for c in self.chunks],
             "shape": list(self.shape),
-            "data_type": self.data_type.to_json() if self.data_type is not None else None,
+            "data_type": self.data_type.to_json(),
             "coord_data_type": (self.coord_data_type or BuiltinDtype.from_json(_DEFAULT_COORD_TYPE)).to_json(),
             "dims": list(self.dims) if self.dims is not None else None,
             "resizable": list(self.resizable) if isinstance(self.resizable, tuple) else self.resizable,
