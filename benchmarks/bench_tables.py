@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -44,7 +43,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from bench_foundation import compare, log
+from bench_foundation import compare, footer, log, publish
 
 from tiled_core.client import from_uri as core_from_uri
 from tiled_core.server import LocalTiledServer
@@ -232,9 +231,7 @@ def report(results: dict) -> str:
         f"tiled_core CPU, full read / one column: "
         f"{sum(ours_full.values()) / sum(ours_column.values()):.2f}x",
         "",
-        f"Total benchmark time: {results['total_seconds']:.0f}s (cases {results['cases_seconds']:.0f}s); "
-        f"load average {results['load_average_start'][0]:.1f} at start, {results['load_average_end'][0]:.1f} "
-        f"at end on {config['cpus']} CPUs",
+        footer(results),
     ]
     return "\n".join(lines)
 
@@ -248,11 +245,7 @@ def main(argv=None) -> None:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     results = run(args)
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=list)
-        log(f"results written to {args.json}")
+    publish(results, report(results), args.json)
 
 
 if __name__ == "__main__":
