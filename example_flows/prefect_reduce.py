@@ -23,7 +23,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect_tiled import TiledCredentials
 from prefect_tiled.tasks import search_nodes, write_node
 from tiled_core.queries import KeyPresent
-from tiled_core.transport import Conflict
 
 REDUCTION = "mean over y of image"
 
@@ -32,11 +31,9 @@ REDUCTION = "mean over y of image"
 def ensure_container(credentials: TiledCredentials, path: str) -> str:
     """Create the container at ``path`` ("parent/key") unless it exists; returns its URI."""
     parent_path, _, key = path.strip("/").rpartition("/")
-    parent = credentials.node(parent_path)
-    try:
-        return parent.create_container(key, metadata={"purpose": "reduced scans"}).uri
-    except Conflict:
-        return parent[key].uri
+    container = credentials.node(parent_path).create_container(key, metadata={"purpose": "reduced scans"},
+                                                               on_conflict="skip")
+    return container.uri
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)

@@ -224,21 +224,42 @@ def test_write_node_dask_array(harness, creds, box, root):
     np.testing.assert_array_equal(node.read(), np.arange(60).reshape(6, 10))
 
 
-def test_write_node_on_conflict(harness, creds, box, root):
+def glitch_on_second_block(block):
+    """A block function that fails on the second block (a detector glitch mid-upload)."""
+    if block.flat[0] >= 4:
+        raise RuntimeError("detector glitch")
+    return block
+
+
+def test_write_node_on_conflict_and_rerun_of_a_failed_write(harness, creds, box, root):
+    import dask.array as da
     from prefect import flow
 
     from prefect_tiled.tasks import write_node
+    from tiled_core.client._conflict import is_incomplete
     from tiled_core.transport import Conflict
 
     @flow
-    def save(data, on_conflict):
-        return write_node(creds, f"{box}/x", data, on_conflict=on_conflict)
+    def save(data, on_conflict, key="x"):
+        return write_node(creds, f"{box}/{key}", data, on_conflict=on_conflict)
 
     first = save(np.zeros(3), "error")
     with pytest.raises(Conflict):
         save(np.ones(3), "error")
     assert save(np.ones(3), "skip") == first
     np.testing.assert_array_equal(root[f"{box}/x"].read(), np.zeros(3))  # kept, not overwritten
+    with pytest.raises(Conflict, match="different structure"):
+        save(np.ones(4), "skip")
+    assert save(np.ones(4), "replace") == first
+    np.testing.assert_array_equal(root[f"{box}/x"].read(), np.ones(4))
+
+    good = da.arange(8, chunks=4)
+    with pytest.raises(RuntimeError, match="detector glitch"):
+        save(good.map_blocks(glitch_on_second_block), "error", key="y")
+    assert is_incomplete(root[f"{box}/y"])  # the failed write left a node that says so
+    save(good, "skip", key="y")  # the rerun finishes it in place
+    assert not is_incomplete(root[f"{box}/y"])
+    np.testing.assert_array_equal(root[f"{box}/y"].read(), np.arange(8))
 
 
 def test_task_input_errors_come_before_any_write(harness, creds, box, root):
@@ -246,36 +267,34 @@ def test_task_input_errors_come_before_any_write(harness, creds, box, root):
 
     from prefect_tiled.tasks import read_node, search_nodes, write_node
 
-    @flow
-    def bad(step):
-        if step == "type":
-            return write_node(creds, f"{box}/obj", {"not": "an array"})
-        if step == "conflict":
-            return write_node(creds, f"{box}/y", np.zeros(2), on_conflict="overwrite")
-        if step == "path":
-            return write_node(creds, "", np.zeros(2))
-        if step == "parent":
-            return write_node(creds, f"{box}/nothere/y", np.zeros(2))
-        if step == "query":
-            return search_nodes(creds, box, query="sample == Cu")
-        if step == "slice":
-            return read_node(creds, box, slice=(0,))
-        return read_node(creds, f"{box}/missing")
+    calls = {
+        "type": lambda: write_node(creds, f"{box}/obj", {"not": "an array"}),
+        "conflict": lambda: write_node(creds, f"{box}/y", np.zeros(2), on_conflict="overwrite"),
+        "path": lambda: write_node(creds, "", np.zeros(2)),
+        "parent": lambda: write_node(creds, f"{box}/nothere/y", np.zeros(2)),
+        "query": lambda: search_nodes(creds, box, query="sample == Cu"),
+        "slice": lambda: read_node(creds, box, slice=(0,)),
+        "missing": lambda: read_node(creds, f"{box}/missing"),
+    }
 
-    with pytest.raises(TypeError, match="numpy.ndarray"):
-        bad("type")
-    with pytest.raises(ValueError, match="on_conflict"):
-        bad("conflict")
-    with pytest.raises(ValueError, match="names no node"):
-        bad("path")
-    with pytest.raises(KeyError):
-        bad("parent")
-    with pytest.raises(TypeError, match="tiled_core.queries"):
-        bad("query")
-    with pytest.raises(TypeError, match="container"):
-        bad("slice")
-    with pytest.raises(KeyError):
-        bad("missing")
+    @flow
+    def bad():  # one flow run; each failing task run's error is caught in the flow
+        errors = {}
+        for name, call in calls.items():
+            try:
+                call()
+            except Exception as error:
+                errors[name] = error
+        return errors
+
+    errors = bad()
+    assert set(errors) == set(calls)
+    assert isinstance(errors["type"], TypeError) and "numpy.ndarray" in str(errors["type"])
+    assert isinstance(errors["conflict"], ValueError) and "on_conflict" in str(errors["conflict"])
+    assert isinstance(errors["path"], ValueError) and "names no node" in str(errors["path"])
+    assert isinstance(errors["parent"], KeyError) and isinstance(errors["missing"], KeyError)
+    assert isinstance(errors["query"], TypeError) and "tiled_core.queries" in str(errors["query"])
+    assert isinstance(errors["slice"], TypeError) and "container" in str(errors["slice"])
     assert list(root[box].keys()) == []
 
 
@@ -344,18 +363,13 @@ def test_block_specs_pickle_without_the_key(creds, tiled_server):
         assert back[1].handle.get() is creds.get_client().context.session  # same process: the live session
 
 
-def fail_on_second_block(block):
-    """map_blocks function for the failed-run test (threads: picklability does not matter)."""
-    if block[0, 0] >= 4:
-        raise RuntimeError("detector glitch")
-    return -block
-
-
 def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root, tiled_server, monkeypatch):
     import dask.array as da
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from prefect_tiled.flows import map_blocks_flow
+    from tiled_core.client._conflict import is_incomplete
+    from tiled_core.transport import Conflict
 
     monkeypatch.setenv("PREFECT_TILED_TEST_KEY", tiled_server.api_key)  # workers inherit it when spawned
     source = np.arange(64, dtype="int32").reshape(8, 8)
@@ -377,18 +391,22 @@ def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root
     assert f"[{box}/sqrt]({uri})" in markdown and f"{64 * 8:,}" in markdown
 
     threads = map_blocks_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
-    # skip: an existing result is kept as it is
+    # skip: a complete result is kept as it is
     assert threads(creds, f"{box}/chunked", f"{box}/sqrt", np.negative, dtype="float64", on_conflict="skip") == uri
     np.testing.assert_allclose(result.read(), np.sqrt(source))
-    # a run that fails half way, then a rerun with replace rewrites every block
+    # a run that fails half way leaves an incomplete node; a rerun with skip finishes it
     with pytest.raises(RuntimeError, match="detector glitch"):
-        threads(creds, f"{box}/chunked", f"{box}/neg", fail_on_second_block)
-    with pytest.raises(Exception, match="409|exists"):
+        threads(creds, f"{box}/chunked", f"{box}/neg", glitch_on_second_block)
+    assert is_incomplete(root[f"{box}/neg"])
+    with pytest.raises(Conflict):
         threads(creds, f"{box}/chunked", f"{box}/neg", np.negative)
-    threads(creds, f"{box}/chunked", f"{box}/neg", np.negative, on_conflict="replace")
+    threads(creds, f"{box}/chunked", f"{box}/neg", np.negative, on_conflict="skip")
+    assert not is_incomplete(root[f"{box}/neg"])
     np.testing.assert_array_equal(root[f"{box}/neg"].read(), -source)
-    with pytest.raises(ValueError, match="another structure"):
-        threads(creds, f"{box}/chunked", f"{box}/neg", np.negative, dtype="float32", on_conflict="replace")
+    # replace: written anew, here with another dtype
+    threads(creds, f"{box}/chunked", f"{box}/neg", np.negative, dtype="float32", on_conflict="replace")
+    assert root[f"{box}/neg"].dtype == np.float32
+    np.testing.assert_array_equal(root[f"{box}/neg"].read(), -source)
 
 
 def test_map_blocks_flow_rejects_bad_input(harness, creds, box, root):

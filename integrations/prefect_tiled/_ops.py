@@ -9,6 +9,8 @@ from typing import Any
 
 from prefect.logging import get_run_logger
 
+from tiled_core.client._conflict import check_on_conflict
+
 from . import _writers
 from .credentials import TiledCredentials
 
@@ -131,8 +133,7 @@ def write(credentials: TiledCredentials, path: str, data: Any, metadata: dict | 
     """Write ``data`` as the node ``path`` ("container/key"); returns ``describe()`` of it."""
     parent_path, key = split_node_path(path)
     writer = _writers.writer_for(data)  # unsupported types fail before any request
-    if on_conflict not in _writers.ON_CONFLICT:
-        raise ValueError(f"on_conflict must be one of {_writers.ON_CONFLICT}, not {on_conflict!r}")
+    check_on_conflict(on_conflict)
     parent = credentials.node(parent_path)
     if parent.structure_family != "container":
         raise TypeError(f"{parent_path or '/'} is a {parent.structure_family} node; writes go into containers")

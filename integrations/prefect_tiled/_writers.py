@@ -13,11 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tiled_core.transport import Conflict
+from tiled_core.client._conflict import check_on_conflict
 
-__all__ = ["ON_CONFLICT", "Writer", "WRITERS", "writer_for", "write"]
-
-ON_CONFLICT = ("error", "skip", "replace")
+__all__ = ["Writer", "WRITERS", "writer_for", "write"]
 
 
 def _array(parent, data, **kwargs):
@@ -94,34 +92,21 @@ def _target(parent, writer: Writer) -> Callable:
 
 
 def write(parent, key: str, data: Any, *, metadata: dict | None, specs: list | None, on_conflict: str):
-    """Write ``data`` as child ``key`` of container ``parent``; returns the new (or kept) node client."""
-    if on_conflict not in ON_CONFLICT:
-        raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, not {on_conflict!r}")
+    """Write ``data`` as child ``key`` of container ``parent``; returns the new (or kept) node client.
+
+    ``on_conflict`` is tiled_core's (see ``tiled_core.client._conflict``): "skip"
+    keeps a complete node and finishes an interrupted one; "replace" writes anew.
+    """
+    check_on_conflict(on_conflict)
     writer = writer_for(data)
     target = _target(parent, writer)
     if target is None:
         raise NotImplementedError(f"writing {writer.family} nodes needs {writer.method}, which this tiled_core lacks")
     accepted = inspect.signature(target).parameters
     kwargs: dict[str, Any] = {"key": key}
-    for name, value in (("metadata", metadata), ("specs", specs)):
-        if value is not None:
+    for name, value in (("metadata", metadata), ("specs", specs), ("on_conflict", on_conflict)):
+        if value is not None and (name != "on_conflict" or value != "error"):
             if name not in accepted:
-                raise TypeError(f"{writer.method} does not take {name}=")
+                raise TypeError(f"{writer.method} does not take {name}= in this tiled_core")
             kwargs[name] = value
-    if "on_conflict" in accepted:
-        return writer.write(parent, data, on_conflict=on_conflict, **kwargs)
-    return _write_resolving_conflict(parent, writer, data, kwargs, on_conflict)
-
-
-def _write_resolving_conflict(parent, writer: Writer, data, kwargs: dict, on_conflict: str):
-    # Used only while a writer lacks tiled_core's own on_conflict= keyword.
-    if on_conflict == "replace":
-        raise NotImplementedError(
-            f"on_conflict='replace' needs {writer.method}(on_conflict=...), which this tiled_core lacks"
-        )
-    try:
-        return writer.write(parent, data, **kwargs)
-    except Conflict:
-        if on_conflict == "skip":
-            return parent[kwargs["key"]]
-        raise
+    return writer.write(parent, data, **kwargs)

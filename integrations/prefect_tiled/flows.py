@@ -21,6 +21,8 @@ from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 
+from tiled_core.client._conflict import begin_write, check_on_conflict, finish_write
+
 from . import _blocks, _ops
 from .artifacts import publish_writes
 from .credentials import TiledCredentials
@@ -52,26 +54,6 @@ def map_block(spec: _blocks.MapBlockSpec, function: Callable | str) -> dict:
     return {"block": list(spec.block), "bytes": spec.write(result)}
 
 
-def _destination(parent, key: str, source_doc: dict, *, metadata, specs, on_conflict: str):
-    """Create the result node; returns ``(node, needs_writing)`` by ``on_conflict``."""
-    from tiled_core.transport import Conflict
-
-    try:
-        return parent.new("array", [source_doc], key=key, metadata=metadata, specs=specs), True
-    except Conflict:
-        if on_conflict == "error":
-            raise
-    existing = parent[key]
-    if on_conflict == "skip":
-        return existing, False
-    wanted = source_doc["structure"]
-    have = existing.structure().to_json() if existing.structure_family == "array" else None
-    if not have or [have[k] for k in ("shape", "chunks", "data_type")] != [wanted[k] for k in ("shape", "chunks", "data_type")]:
-        raise ValueError(f"{existing.path} exists with another structure; on_conflict='replace' rewrites the blocks "
-                         "of a matching array only: remove it first")
-    return existing, True  # every block is rewritten: PUT of a block is idempotent
-
-
 @flow(
     name="tiled-map-blocks",
     task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True}),
@@ -93,16 +75,14 @@ def map_blocks_flow(
             block and must return an array of the same shape.
         dtype: the result's dtype (default: the source's).
         metadata: the new node's metadata (``source`` is added, linking back).
-        on_conflict: ``"error"``, ``"skip"`` (keep an existing result) or
-            ``"replace"`` (rewrite every block of an existing result with the
-            same structure, e.g. after a failed run).
+        on_conflict: ``"error"``, ``"skip"`` (keep a complete result; finish
+            one a failed run left incomplete) or ``"replace"`` (delete and redo).
         api_key_env: the environment variable that holds the API key on the
             Dask workers (used when the block has a key).
 
     Returns the new node's URI. A markdown artifact summarises the write.
     """
-    if on_conflict not in ("error", "skip", "replace"):
-        raise ValueError(f"on_conflict must be 'error', 'skip' or 'replace', not {on_conflict!r}")
+    check_on_conflict(on_conflict)
     _resolve_function(function)  # a bad import path fails here, not on every worker
     logger = _ops.logger()
     source = credentials.node(source_path)
@@ -112,17 +92,20 @@ def map_blocks_flow(
     out_dtype = np.dtype(dtype) if dtype is not None else structure.dtype
     parent_path, key = _ops.split_node_path(dest_path)
     doc = _blocks.empty_array_source(structure.shape, structure.chunks, out_dtype, dims=structure.dims)
-    dest, needs_writing = _destination(
-        credentials.node(parent_path), key, doc,
-        metadata={**(metadata or {}), "source": source.uri}, specs=None, on_conflict=on_conflict,
-    )
-    if not needs_writing:
-        logger.info("%s exists; on_conflict='skip' keeps it", dest.path)
+    target = begin_write(credentials.node(parent_path), "array", [doc], key=key, specs=None,
+                         metadata={**(metadata or {}), "source": source.uri}, on_conflict=on_conflict)
+    dest = target.client
+    if not target.needs_upload:
+        logger.info("%s exists and is complete; on_conflict='skip' keeps it", dest.path)
         return dest.uri
+    if dest.structure().chunks != structure.chunks:
+        raise ValueError(f"{dest.path} was left unfinished with other chunks than {source.path}; "
+                         "rerun with on_conflict='replace'")
     handle = _blocks.session_handle(credentials, api_key_env)
     specs = _blocks.plan(handle, source.path_parts, dest.path_parts, structure.chunks, structure.dtype, out_dtype)
     logger.info("mapping %d block(s) of %s into %s on %s", len(specs), source.path, dest.path, credentials.target)
     done = [future.result() for future in map_block.map(specs, unmapped(function))]
+    finish_write(dest)
     publish_writes([{
         "path": dest.path, "uri": dest.uri, "family": "array", "type": f"map_blocks of {source.path}",
         "shape": structure.shape, "dtype": str(out_dtype), "bytes": sum(d["bytes"] for d in done),
