@@ -267,12 +267,14 @@ def test_task_input_errors_come_before_any_write(harness, creds, box, root):
 
     from prefect_tiled.tasks import read_node, search_nodes, write_node
 
+    root.create_container(f"{box}-elsewhere").write_array(np.zeros(1), key="a")
     calls = {
         "type": lambda: write_node(creds, f"{box}/obj", {"not": "an array"}),
         "conflict": lambda: write_node(creds, f"{box}/y", np.zeros(2), on_conflict="overwrite"),
         "path": lambda: write_node(creds, "", np.zeros(2)),
         "parent": lambda: write_node(creds, f"{box}/nothere/y", np.zeros(2)),
         "query": lambda: search_nodes(creds, box, query="sample == Cu"),
+        "search an array": lambda: search_nodes(creds, f"{box}-elsewhere/a"),
         "slice": lambda: read_node(creds, box, slice=(0,)),
         "missing": lambda: read_node(creds, f"{box}/missing"),
     }
@@ -295,6 +297,7 @@ def test_task_input_errors_come_before_any_write(harness, creds, box, root):
     assert isinstance(errors["parent"], KeyError) and isinstance(errors["missing"], KeyError)
     assert isinstance(errors["query"], TypeError) and "tiled_core.queries" in str(errors["query"])
     assert isinstance(errors["slice"], TypeError) and "container" in str(errors["slice"])
+    assert isinstance(errors["search an array"], TypeError) and "only containers" in str(errors["search an array"])
     assert list(root[box].keys()) == []
 
 
@@ -389,6 +392,10 @@ def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root
     assert tiled_server.api_key not in repr(run.parameters)
     (markdown,) = _artifacts_of(run.id)
     assert f"[{box}/sqrt]({uri})" in markdown and f"{64 * 8:,}" in markdown
+    _drain_logs()
+    logs = [log["message"] for log in _api_filter("logs", {"logs": {"flow_run_id": {"any_": [str(run.id)]}}})]
+    (mapped,) = [m for m in logs if m.startswith("mapped 4 block(s)")]
+    assert "4 of them in" in mapped and "in 0 other" not in mapped  # the blocks ran in the worker processes
 
     threads = map_blocks_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
     # skip: a complete result is kept as it is

@@ -91,6 +91,8 @@ def search(credentials: TiledCredentials, path: str = "", query: Any = None, sor
     if limit is not None and (not isinstance(limit, numbers.Integral) or limit < 0):
         raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
     container = credentials.node(path)
+    if container.structure_family != "container":
+        raise TypeError(f"{path} is a {container.structure_family} node; only containers can be searched")
     for q in queries:
         container = container.search(q)
     if sorting:

@@ -13,6 +13,7 @@ from an environment variable, ``TILED_API_KEY`` by default).
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -49,9 +50,9 @@ def _resolve_function(function: Callable | str) -> Callable:
 
 @task(name="map_block", cache_policy=NO_CACHE, persist_result=False)
 def map_block(spec: _blocks.MapBlockSpec, function: Callable | str) -> dict:
-    """Read one block, apply ``function``, write the result block; returns ``{"block", "bytes"}``."""
+    """Read one block, apply ``function``, write the result block; returns ``{"block", "bytes", "pid"}``."""
     result = _resolve_function(function)(spec.read())
-    return {"block": list(spec.block), "bytes": spec.write(result)}
+    return {"block": list(spec.block), "bytes": spec.write(result), "pid": os.getpid()}
 
 
 @flow(
@@ -106,6 +107,9 @@ def map_blocks_flow(
     logger.info("mapping %d block(s) of %s into %s on %s", len(specs), source.path, dest.path, credentials.target)
     done = [future.result() for future in map_block.map(specs, unmapped(function))]
     finish_write(dest)
+    elsewhere = {d["pid"] for d in done} - {os.getpid()}
+    logger.info("mapped %d block(s) into %s, %d of them in %d other process(es)", len(done), dest.path,
+                sum(d["pid"] != os.getpid() for d in done), len(elsewhere))
     publish_writes([{
         "path": dest.path, "uri": dest.uri, "family": "array", "type": f"map_blocks of {source.path}",
         "shape": structure.shape, "dtype": str(out_dtype), "bytes": sum(d["bytes"] for d in done),
