@@ -172,7 +172,7 @@ def test_block_save_load_round_trip_keeps_the_key_secret(harness, creds, tiled_s
 # ------------------------------------------------------------------ tasks
 
 
-def test_write_read_search_in_a_flow(harness, creds, box, root):
+def test_write_read_search_in_a_flow(harness, creds, box, root, ref_root):
     from prefect import flow
 
     from prefect_tiled.tasks import read_node, search_nodes, write_node
@@ -201,8 +201,53 @@ def test_write_read_search_in_a_flow(harness, creds, box, root):
     assert newest == [f"{box}/scan2", f"{box}/scan1"]
     assert dict(root[f"{box}/scan1"].metadata) == {"sample": "Ni", "temperature": 300}
     np.testing.assert_array_equal(root[f"{box}/scan1"].read(), image + 1)
+    np.testing.assert_array_equal(ref_root[f"{box}/scan1"].read(), image + 1)  # the reference client agrees
     (markdown,) = [m for m in _artifacts_of(_flow_run(state).id) if f"scan0]({uris[0]})" in m]
     assert "4 × 6" in markdown and "float32" in markdown and "96" in markdown
+
+
+def test_read_node_of_a_node_the_reference_client_wrote(harness, creds, ref_scratch):
+    from prefect import flow
+
+    from prefect_tiled.tasks import read_node
+
+    data = np.linspace(0, 1, 30).reshape(5, 6)
+    ref_scratch.write_array(data, key="ref", metadata={"by": "reference"})
+    path = f"{ref_scratch.item['id']}/ref"
+
+    @flow
+    def read():
+        return read_node(creds, path), read_node(creds, path, slice=(slice(None), 2))
+
+    whole, column = read()
+    np.testing.assert_array_equal(whole, data)
+    np.testing.assert_array_equal(column, data[:, 2])
+
+
+def test_dispatch_table_picks_the_writer_by_type():
+    import awkward as ak
+    import dask.array as da
+    import dask.dataframe as dd
+    import pandas as pd
+    import sparse
+    import xarray as xr
+
+    from prefect_tiled._writers import writer_for
+
+    frame = pd.DataFrame({"a": [1, 2]})
+    cases = {
+        "array": [np.zeros(2), da.zeros(2)],
+        "table": [frame, dd.from_pandas(frame, npartitions=1)],
+        "xarray_dataset": [xr.Dataset({"v": ("x", np.zeros(2))})],
+        "awkward": [ak.Array([[1], []])],
+        "sparse": [sparse.COO.from_numpy(np.eye(2))],
+    }
+    for family, values in cases.items():
+        for value in values:
+            assert writer_for(value).family == family, type(value)
+    for wrong in ({"a": 1}, [1, 2], xr.DataArray(np.zeros(2)), pd.Series([1])):
+        with pytest.raises(TypeError, match="supported: numpy.ndarray"):
+            writer_for(wrong)
 
 
 def test_write_node_dask_array(harness, creds, box, root):
