@@ -46,11 +46,16 @@ def read(credentials: TiledCredentials, path: str, slice: Any = None, columns: A
     if reader is None:
         raise TypeError(f"{path or '/'} is a {node.structure_family} node, which has no data to read; "
                         "use search_nodes to list what is inside")
-    kwargs = {name: value for name, value in (("slice", slice), ("columns", columns)) if value is not None}
     accepted = inspect.signature(reader).parameters
-    for name in kwargs:
+    kwargs = {}
+    for name, value in (("slice", slice), ("columns", columns)):
+        if value is None:
+            continue
+        if name == "columns" and name not in accepted and "variables" in accepted:
+            name = "variables"  # an xarray dataset's columns are its variables
         if name not in accepted:
             raise TypeError(f"{path or '/'} is a {node.structure_family} node: reading it takes no {name}=")
+        kwargs[name] = value
     logger().info("reading %s node %s from %s", node.structure_family, path or "/", credentials.target)
     return reader(**kwargs)
 
