@@ -276,6 +276,35 @@ def glitch_on_second_block(block):
     return block
 
 
+def test_tables_pandas_and_dask(harness, creds, box, root, ref_root):
+    import dask.dataframe as dd
+    import pandas as pd
+    from prefect import flow
+
+    from prefect_tiled.tasks import read_node, write_node
+    from tiled_core.transport import Conflict
+
+    frame = pd.DataFrame({"x": np.arange(6), "y": np.linspace(0, 1, 6), "name": list("abcdef")})
+
+    @flow
+    def tables():
+        eager = write_node(creds, f"{box}/eager", frame, metadata={"kind": "table"})
+        lazy = write_node(creds, f"{box}/lazy", dd.from_pandas(frame, npartitions=2))
+        kept = write_node(creds, f"{box}/eager", frame, on_conflict="skip")
+        return eager, lazy, kept, read_node(creds, f"{box}/lazy", columns=["x", "name"])
+
+    state = tables(return_state=True)
+    eager, lazy, kept, columns = state.result()
+    assert kept == eager == root[f"{box}/eager"].uri and lazy == root[f"{box}/lazy"].uri
+    pd.testing.assert_frame_equal(columns, frame[["x", "name"]], check_dtype=False)
+    pd.testing.assert_frame_equal(ref_root[f"{box}/eager"].read(), frame, check_dtype=False)
+    assert root[f"{box}/lazy"].structure_family == "table"
+    markdown = "\n".join(_artifacts_of(_flow_run(state).id))
+    assert f"[{box}/eager]({eager})" in markdown and "6 × 3" in markdown and "| table |" in markdown
+    with pytest.raises(Conflict, match="different structure"):  # the task's body, outside any flow
+        write_node.fn(creds, f"{box}/eager", frame.iloc[:2], on_conflict="skip")
+
+
 def test_write_node_on_conflict_and_rerun_of_a_failed_write(harness, creds, box, root):
     import dask.array as da
     from prefect import flow

@@ -109,7 +109,10 @@ def search(credentials: TiledCredentials, path: str = "", query: Any = None, sor
 
 
 def _nbytes(data: Any) -> int | None:
-    nbytes = getattr(data, "nbytes", None)
+    try:
+        nbytes = getattr(data, "nbytes", None)
+    except NotImplementedError:  # a dask DataFrame: unknown without computing it
+        return None
     if isinstance(nbytes, numbers.Integral):
         return int(nbytes)
     usage = getattr(data, "memory_usage", None)  # pandas
