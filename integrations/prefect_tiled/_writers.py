@@ -7,6 +7,7 @@ first and nothing heavy is imported here.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from collections.abc import Callable
@@ -86,7 +87,7 @@ def _target(parent, writer: Writer) -> Callable:
         return getattr(parent, writer.method.split(".", 1)[1], None)
     module, _, name = writer.method.rpartition(".")
     try:
-        return getattr(__import__(module, fromlist=[name]), name, None)
+        return getattr(importlib.import_module(module), name, None)
     except ImportError:
         return None
 
