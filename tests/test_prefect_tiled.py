@@ -305,6 +305,53 @@ def test_tables_pandas_and_dask(harness, creds, box, root, ref_root):
         write_node.fn(creds, f"{box}/eager", frame.iloc[:2], on_conflict="skip")
 
 
+def test_sparse_awkward_xarray(harness, creds, box, root, ref_root):
+    import awkward as ak
+    import sparse
+    import xarray as xr
+    from prefect import flow
+
+    from prefect_tiled.tasks import read_node, write_node
+
+    dense = np.zeros((4, 5))
+    dense[1, 2], dense[3, 0] = 7.0, -1.5
+    coo = sparse.COO.from_numpy(dense)
+    ragged = ak.Array([[1.0, 2.0], [], [3.5]])
+    dataset = xr.Dataset({"temp": (("t",), np.arange(4.0))}, coords={"t": np.arange(4)}, attrs={"beamline": "x1"})
+
+    @flow
+    def families():
+        uris = [
+            write_node(creds, f"{box}/coo", coo, metadata={"kind": "sparse"}),
+            write_node(creds, f"{box}/ragged", ragged, metadata={"kind": "awkward"}),
+            write_node(creds, f"{box}/ds", dataset),
+            write_node(creds, f"{box}/coo", coo, on_conflict="skip"),
+        ]
+        reads = [
+            read_node(creds, f"{box}/coo"), read_node(creds, f"{box}/coo", slice=(slice(1, 2),)),
+            read_node(creds, f"{box}/ragged"), read_node(creds, f"{box}/ds"),
+            read_node(creds, f"{box}/ds", columns=["temp"]),
+        ]
+        return uris, reads
+
+    state = families(return_state=True)
+    uris, (whole, row, back, ds, temp_only) = state.result()
+    assert uris[0] == uris[3] == root[f"{box}/coo"].uri and uris[2] == root[f"{box}/ds"].uri
+    np.testing.assert_array_equal(whole.todense(), dense)
+    np.testing.assert_array_equal(row.todense(), dense[1:2])
+    assert back.tolist() == ragged.tolist()
+    xr.testing.assert_identical(ds, dataset)
+    assert list(temp_only.data_vars) == ["temp"]
+    assert [root[f"{box}/{k}"].structure_family for k in ("coo", "ragged")] == ["sparse", "awkward"]
+    np.testing.assert_array_equal(ref_root[f"{box}/coo"].read().todense(), dense)  # the reference client agrees
+    assert ref_root[f"{box}/ragged"].read().tolist() == ragged.tolist()
+    markdown = "\n".join(_artifacts_of(_flow_run(state).id))
+    assert "| sparse |" in markdown and "| awkward |" in markdown and "| xarray_dataset |" in markdown
+    assert "4 × 5" in markdown
+    with pytest.raises(TypeError, match="attrs"):
+        write_node.fn(creds, f"{box}/ds2", dataset, metadata={"kind": "xarray"})
+
+
 def test_write_node_on_conflict_and_rerun_of_a_failed_write(harness, creds, box, root):
     import dask.array as da
     from prefect import flow

@@ -121,7 +121,7 @@ def _nbytes(data: Any) -> int | None:
     return None
 
 
-def describe(data: Any, node) -> dict:
+def describe(data: Any, node, family: str | None = None) -> dict:
     """A small summary of one write, for logs and the markdown artifact."""
     shape = getattr(data, "shape", None)
     if shape is not None and not all(isinstance(n, numbers.Integral) for n in shape):
@@ -130,7 +130,7 @@ def describe(data: Any, node) -> dict:
     return {
         "path": node.path,
         "uri": node.uri,
-        "family": node.structure_family,
+        "family": family or node.structure_family,
         "type": f"{type(data).__module__.split('.')[0]}.{type(data).__name__}",
         "shape": tuple(int(n) for n in shape) if shape is not None else None,
         "dtype": str(dtype) if dtype is not None else None,
@@ -148,7 +148,7 @@ def write(credentials: TiledCredentials, path: str, data: Any, metadata: dict | 
     if parent.structure_family != "container":
         raise TypeError(f"{parent_path or '/'} is a {parent.structure_family} node; writes go into containers")
     node = _writers.write(parent, key, data, metadata=metadata, specs=specs, on_conflict=on_conflict)
-    summary = describe(data, node)
+    summary = describe(data, node, writer.family)
     logger().info("wrote %s %s as %s node %s on %s (on_conflict=%s)", summary["type"], summary["shape"] or "",
-                   writer.family, node.path, credentials.target, on_conflict)
+                  writer.family, node.path, credentials.target, on_conflict)
     return summary

@@ -108,6 +108,7 @@ def write(parent, key: str, data: Any, *, metadata: dict | None, specs: list | N
     for name, value in (("metadata", metadata), ("specs", specs), ("on_conflict", on_conflict)):
         if value is not None and (name != "on_conflict" or value != "error"):
             if name not in accepted:
-                raise TypeError(f"{writer.method} does not take {name}= in this tiled_core")
+                hint = "; put it in the dataset's attrs" if writer.family == "xarray_dataset" else ""
+                raise TypeError(f"{writer.method} does not take {name}={hint}")
             kwargs[name] = value
     return writer.write(parent, data, **kwargs)
