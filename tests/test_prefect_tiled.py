@@ -478,18 +478,29 @@ def test_block_specs_pickle_without_the_key(creds, tiled_server):
     from prefect_tiled import _blocks
 
     handle = _blocks.session_handle(creds, "SOME_ENV_VAR")
-    specs = _blocks.plan(handle, ("a",), ("b",), ((2, 2),), "float64", "float32")
+    plan = _blocks.plan(handle, ("a",), ("b",), ((2, 2),), "float64", "float32")
     for dumps in (pickle.dumps, cloudpickle.dumps):
-        blob = dumps(specs)
+        blob = dumps(plan)
         assert tiled_server.api_key.encode() not in blob and b"SOME_ENV_VAR" in blob
-        back = pickle.loads(blob)
-        assert (back[1].block, back[1].shape, back[1].dest_dtype) == ((1,), (2,), np.dtype("float32"))
-        assert back[1].handle.get() is creds.get_client().context.session  # same process: the live session
+        specs = pickle.loads(blob).specs()
+        assert (specs[1].block, specs[1].shape, specs[1].dest_dtype) == ((1,), (2,), np.dtype("float32"))
+        assert specs[1].handle.get() is creds.get_client().context.session  # same process: the live session
+
+
+def sqrt_where_no_key_was_shipped(block):
+    """map_blocks function that, on the worker, checks what Prefect shipped with the task for the key."""
+    import os
+
+    import cloudpickle
+    from prefect.context import serialize_context
+
+    if os.environ["PREFECT_TILED_TEST_KEY"].encode() in cloudpickle.dumps(serialize_context()):
+        raise RuntimeError("the API key was shipped to the worker with the task")
+    return np.sqrt(block)
 
 
 def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root, tiled_server, monkeypatch):
     import dask.array as da
-    from prefect.task_runners import ThreadPoolTaskRunner
 
     from prefect_tiled.flows import map_blocks_flow
     from tiled_core.client._conflict import is_incomplete
@@ -500,7 +511,7 @@ def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root
     raw = root[box].write_array(da.from_array(source, chunks=4), key="chunked")  # 4 blocks: both workers get some
 
     state = map_blocks_flow(
-        creds, f"{box}/chunked", f"{box}/sqrt", "numpy:sqrt", dtype="float64",
+        creds, f"{box}/chunked", f"{box}/sqrt", sqrt_where_no_key_was_shipped, dtype="float64",
         metadata={"step": "sqrt"}, api_key_env="PREFECT_TILED_TEST_KEY", return_state=True,
     )
     uri = state.result()
@@ -518,7 +529,9 @@ def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root
     (mapped,) = [m for m in logs if m.startswith("mapped 4 block(s)")]
     assert "4 of them in" in mapped and "in 0 other" not in mapped  # the blocks ran in the worker processes
 
-    threads = map_blocks_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def threads(*args, **kwargs):  # the reruns run their blocks in threads here: quicker, same code path
+        return map_blocks_flow(*args, workers=0, **kwargs)
+
     # skip: a complete result is kept as it is
     assert threads(creds, f"{box}/chunked", f"{box}/sqrt", np.negative, dtype="float64", on_conflict="skip") == uri
     np.testing.assert_allclose(result.read(), np.sqrt(source))

@@ -19,7 +19,7 @@ import numpy as np
 from tiled_core.client._array_io import block_slices, put_block, read_block_into
 from tiled_core.distributed import EnvVarCredential, SessionHandle
 
-__all__ = ["MapBlockSpec", "plan", "session_handle", "empty_array_source"]
+__all__ = ["MapBlockSpec", "MapPlan", "plan", "session_handle", "empty_array_source"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +46,30 @@ class MapBlockSpec:
         return int(array.size * self.dest_dtype.itemsize)
 
 
-def plan(handle: SessionHandle, source, dest, chunks, source_dtype, dest_dtype) -> list[MapBlockSpec]:
-    """One spec per block of an array chunked as ``chunks``."""
-    return [
-        MapBlockSpec(handle, tuple(source), tuple(dest), index, tuple(s.stop - s.start for s in region),
-                     np.dtype(source_dtype), np.dtype(dest_dtype))
-        for index, region in block_slices(chunks)
-    ]
+@dataclasses.dataclass(frozen=True)
+class MapPlan:
+    """Everything a map over blocks needs, in a few hundred bytes however many blocks there are."""
+
+    handle: SessionHandle
+    source: tuple[str, ...]
+    dest: tuple[str, ...]
+    chunks: tuple[tuple[int, ...], ...]
+    source_dtype: np.dtype
+    dest_dtype: np.dtype
+
+    def specs(self) -> list[MapBlockSpec]:
+        """One spec per block."""
+        return [
+            MapBlockSpec(self.handle, self.source, self.dest, index, tuple(s.stop - s.start for s in region),
+                         self.source_dtype, self.dest_dtype)
+            for index, region in block_slices(self.chunks)
+        ]
+
+
+def plan(handle: SessionHandle, source, dest, chunks, source_dtype, dest_dtype) -> MapPlan:
+    """The plan for mapping an array chunked as ``chunks`` from ``source`` into ``dest``."""
+    return MapPlan(handle, tuple(source), tuple(dest), tuple(tuple(c) for c in chunks),
+                   np.dtype(source_dtype), np.dtype(dest_dtype))
 
 
 def session_handle(credentials, api_key_env: str) -> SessionHandle:

@@ -1,13 +1,20 @@
 """Dask-backed Prefect flows over Tiled nodes.
 
-``map_blocks_flow`` fans one Prefect task per array block out over a
-``prefect_dask.DaskTaskRunner`` (by default a local cluster of two worker
-processes; point it elsewhere with ``map_blocks_flow.with_options(
-task_runner=DaskTaskRunner(address=...))``). Each task gets a small picklable
-block spec, reads its block straight from the server, applies the function
-and writes the result block to the new node: data never passes through the
-flow's process, and no API key is in any task's parameters (workers read it
-from an environment variable, ``TILED_API_KEY`` by default).
+``map_blocks_flow`` prepares the result node in the flow's own process, then
+runs a subflow, ``map_blocks_on_dask``, that fans one Prefect task per array
+block out over a ``prefect_dask.DaskTaskRunner`` (a temporary local cluster of
+``workers`` processes, or the scheduler at ``dask_address``). Each task gets a
+small picklable block spec, reads its block straight from the server, applies
+the function and writes the result block: data never passes through the
+flow's process.
+
+Why a subflow: Prefect ships the *current flow's parameters* with every task
+it submits to Dask (its serialised run context, secrets included). The
+subflow's parameters are only the block specs and the function, so neither
+the task payloads nor the Dask scheduler ever hold the API key; workers read
+it from an environment variable (``TILED_API_KEY`` by default). For the same
+reason, run ``prefect_tiled.tasks`` on a DaskTaskRunner only in flows whose
+parameters carry no secret.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from . import _blocks, _ops
 from .artifacts import publish_writes
 from .credentials import TiledCredentials
 
-__all__ = ["map_blocks_flow", "map_block"]
+__all__ = ["map_blocks_flow", "map_blocks_on_dask", "map_block"]
 
 
 def _resolve_function(function: Callable | str) -> Callable:
@@ -55,10 +62,29 @@ def map_block(spec: _blocks.MapBlockSpec, function: Callable | str) -> dict:
     return {"block": list(spec.block), "bytes": spec.write(result), "pid": os.getpid()}
 
 
-@flow(
-    name="tiled-map-blocks",
-    task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True}),
-)
+@flow(name="tiled-map-blocks-on-dask")
+def map_blocks_on_dask(plan: Any, function: Any) -> list[dict]:
+    """Run ``map_block`` for every block of ``plan`` (a ``MapPlan``) on this flow's task runner.
+
+    Its parameters, which Prefect ships with every task, are the small plan and the function only.
+    Returns each block's summary.
+    """
+    return [future.result() for future in map_block.map(plan.specs(), unmapped(function))]
+
+
+def _runner(workers: int, dask_address: str | None):
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (threads in this process) or more, not {workers}")
+    if workers == 0:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner()
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+
+
+@flow(name="tiled-map-blocks")
 def map_blocks_flow(
     credentials: TiledCredentials,
     source_path: str,
@@ -68,6 +94,8 @@ def map_blocks_flow(
     metadata: dict | None = None,
     on_conflict: str = "error",
     api_key_env: str = "TILED_API_KEY",
+    workers: int = 2,
+    dask_address: str | None = None,
 ) -> str:
     """Apply ``function`` to every block of the array at ``source_path``; write the result as ``dest_path``.
 
@@ -80,10 +108,14 @@ def map_blocks_flow(
             one a failed run left incomplete) or ``"replace"`` (delete and redo).
         api_key_env: the environment variable that holds the API key on the
             Dask workers (used when the block has a key).
+        workers: worker processes of the temporary local Dask cluster; 0 runs
+            the blocks in threads in this process instead.
+        dask_address: an existing Dask scheduler to use instead.
 
     Returns the new node's URI. A markdown artifact summarises the write.
     """
     check_on_conflict(on_conflict)
+    runner = _runner(workers, dask_address)
     _resolve_function(function)  # a bad import path fails here, not on every worker
     logger = _ops.logger()
     source = credentials.node(source_path)
@@ -103,13 +135,12 @@ def map_blocks_flow(
         raise ValueError(f"{dest.path} was left unfinished with other chunks than {source.path}; "
                          "rerun with on_conflict='replace'")
     handle = _blocks.session_handle(credentials, api_key_env)
-    specs = _blocks.plan(handle, source.path_parts, dest.path_parts, structure.chunks, structure.dtype, out_dtype)
-    logger.info("mapping %d block(s) of %s into %s on %s", len(specs), source.path, dest.path, credentials.target)
-    done = [future.result() for future in map_block.map(specs, unmapped(function))]
+    plan = _blocks.plan(handle, source.path_parts, dest.path_parts, structure.chunks, structure.dtype, out_dtype)
+    logger.info("mapping the blocks of %s into %s on %s", source.path, dest.path, credentials.target)
+    done = map_blocks_on_dask.with_options(task_runner=runner)(plan, function)
     finish_write(dest)
-    elsewhere = {d["pid"] for d in done} - {os.getpid()}
     logger.info("mapped %d block(s) into %s, %d of them in %d other process(es)", len(done), dest.path,
-                sum(d["pid"] != os.getpid() for d in done), len(elsewhere))
+                sum(d["pid"] != os.getpid() for d in done), len({d["pid"] for d in done} - {os.getpid()}))
     publish_writes([{
         "path": dest.path, "uri": dest.uri, "family": "array", "type": f"map_blocks of {source.path}",
         "shape": structure.shape, "dtype": str(out_dtype), "bytes": sum(d["bytes"] for d in done),
