@@ -1,0 +1,50 @@
+"""numpy and dask arrays <-> array nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._nodes import write_replacing
+from ._base import Handler
+
+__all__ = ["NumpyHandler", "DaskArrayHandler"]
+
+
+def _describe_array(obj, node) -> dict[str, Any]:
+    structure = node.structure()
+    return {
+        "shape": list(structure.shape),
+        "dtype": str(structure.dtype),
+        "chunks": [list(c) for c in structure.chunks],
+        "bytes written": int(obj.nbytes),
+    }
+
+
+class NumpyHandler(Handler):
+    """``numpy.ndarray`` <-> an array node, read whole into memory."""
+
+    type_paths = ("numpy:ndarray",)
+    family = "array"
+
+    def write(self, parent, key, obj, metadata):
+        return write_replacing(parent, parent.write_array, key, obj, metadata=metadata)
+
+    def describe(self, obj, node):
+        return _describe_array(obj, node)
+
+    def concat(self, values, keys):
+        import numpy as np
+
+        return np.concatenate(values)
+
+
+class DaskArrayHandler(NumpyHandler):
+    """``dask.array.Array`` <-> an array node: written block by block, read lazily (one task per block)."""
+
+    type_paths = ("dask.array:Array",)
+    lazy = True
+
+    def concat(self, values, keys):
+        import dask.array as da
+
+        return da.concatenate(values)
