@@ -521,3 +521,29 @@ def test_non_string_key_is_type_error(root, scratch):
     with pytest.raises(TypeError):
         scratch.create_container("ok", metadata=[1, 2])
     assert _count(root) == before
+
+
+def test_listing_fetches_structures_per_page_only_when_needed(scratch, ref_scratch):
+    for i in range(5):
+        ref_scratch.write_array(np.arange(i + 1), key=f"a{i}")
+    ref_scratch.create_container("sub").write_array(np.arange(2), key="x")
+    session = scratch.context.session
+    before = session.request_count
+    children = dict(scratch.items())
+    assert session.request_count - before == 1  # one page, no structures yet
+    assert children["a3"].shape == (4,)
+    assert session.request_count - before == 2  # every structure of the page in one request
+    for i in range(5):
+        np.testing.assert_array_equal(children[f"a{i}"].read(), np.arange(i + 1))
+    assert session.request_count - before == 2 + 5  # then one read each
+    assert children["sub"].structure().count == 1
+    assert children["a0"].item["attributes"]["structure"]["shape"] == [1]
+
+
+def test_a_listed_child_finds_its_structure_after_the_listing_changed(scratch, ref_scratch):
+    for key in "abcd":
+        ref_scratch.write_array(np.arange(3) + ord(key), key=key)
+    page = dict(scratch.items()[2:4])
+    ref_scratch.delete_contents(["a"], external_only=False)  # "c" leaves the page it was listed on
+    np.testing.assert_array_equal(page["c"].read(), np.arange(3) + ord("c"))
+    np.testing.assert_array_equal(page["d"].read(), np.arange(3) + ord("d"))

@@ -54,6 +54,8 @@ class BaseClient:
         self._structure = structure
         self._include_data_sources = include_data_sources
         self._path = _path_parts(item)
+        # Set by Container listings, which leave structures out until one is needed.
+        self._pending_structure = None
 
     # -- identity ------------------------------------------------------------
     @property
@@ -63,7 +65,13 @@ class BaseClient:
     @property
     def item(self) -> dict:
         """The JSON resource describing this node, as the server sent it."""
+        self._load_structure()
         return self._item
+
+    def _load_structure(self) -> None:
+        if self._pending_structure is not None:
+            pending, self._pending_structure = self._pending_structure, None
+            self._item["attributes"]["structure"] = pending.structure_of(self._item["id"], self.path)
 
     @property
     def path_parts(self) -> tuple[str, ...]:
@@ -110,6 +118,7 @@ class BaseClient:
     def structure(self):
         """A dataclass describing the structure of the data (raw JSON for families not modelled yet)."""
         if self._structure is None:
+            self._load_structure()
             raw = self._item["attributes"].get("structure")
             model = _STRUCTURE_TYPES.get(self.structure_family)
             self._structure = model.from_json(raw) if model is not None and raw is not None else raw
@@ -134,7 +143,7 @@ class BaseClient:
         **kwargs,
     ) -> "BaseClient":
         """A client for the same node with some settings changed (for subclasses and internals)."""
-        return type(self)(
+        variation = type(self)(
             self._context,
             item=self._item,
             structure_clients=self._structure_clients if structure_clients is UNCHANGED else structure_clients,
@@ -142,6 +151,8 @@ class BaseClient:
             structure=self._structure if structure is UNCHANGED else structure,
             **kwargs,
         )
+        variation._pending_structure = self._pending_structure
+        return variation
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path or '/'}>"

@@ -10,14 +10,18 @@ from urllib.parse import parse_qs, urlsplit
 from ..iterviews import ItemsView, KeysView, ValuesView
 from ..structures import Spec
 from ..transport import NotFound
+from ._conflict import begin_write, check_on_conflict, finish_write
 from ._dispatch import client_for_item
 from ._keys import split_path, validate_key
+from ._lazy_structure import PageStructures
 from .base import UNCHANGED, BaseClient
 
 __all__ = ["Container"]
 
 MAX_PAGE = 300  # the server's largest page
 ITEM_FIELDS = ("metadata", "structure_family", "structure", "sorting", "specs")
+# Listings leave structures out (see _lazy_structure): they dominate the server's time.
+LISTING_FIELDS = tuple(f for f in ITEM_FIELDS if f != "structure")
 
 
 def _sort_params(sorting: list[tuple[str, int]], direction: int) -> list[tuple[str, str]]:
@@ -90,8 +94,8 @@ class Container(BaseClient, collections.abc.Mapping):
             self._context, self._structure_clients, item, include_data_sources=self._include_data_sources
         )
 
-    def _item_params(self) -> list[tuple[str, str]]:
-        params = [("fields", f) for f in ITEM_FIELDS] + [("omit_links", "true")]
+    def _item_params(self, fields: tuple[str, ...] = ITEM_FIELDS) -> list[tuple[str, str]]:
+        params = [("fields", f) for f in fields] + [("omit_links", "true")]
         if self._include_data_sources:
             params.append(("include_data_sources", "true"))
         return params
@@ -141,15 +145,26 @@ class Container(BaseClient, collections.abc.Mapping):
         session = self._context.session
         route = self._route("search")
         base = [*self._filter_params(), *_sort_params(self._sorting, direction)]
-        base += [("fields", ""), ("omit_links", "true")] if keys_only else self._item_params()
+        lazy = not keys_only and not self._include_data_sources
+        if keys_only:
+            base += [("fields", ""), ("omit_links", "true")]
+        else:
+            base += self._item_params(LISTING_FIELDS if lazy else ITEM_FIELDS)
         remaining = None if stop is None else stop - start
         position: tuple[str, str] = ("page[offset]", str(start))
         while remaining is None or remaining > 0:
             limit = min(page_size or MAX_PAGE, MAX_PAGE, remaining if remaining is not None else MAX_PAGE)
-            document = session.get_document(route, [*base, position, ("page[limit]", str(limit))])
+            params = [*base, position, ("page[limit]", str(limit))]
+            document = session.get_document(route, params)
             data = document["data"]
+            structures = PageStructures(session, route, params) if lazy else None
             for item in data:
-                yield item["id"] if keys_only else (item["id"], self._client(item))
+                if keys_only:
+                    yield item["id"]
+                    continue
+                child = self._client(item)
+                child._pending_structure = structures
+                yield item["id"], child
             if remaining is not None:
                 remaining -= len(data)
             if len(data) < limit:
@@ -269,22 +284,59 @@ class Container(BaseClient, collections.abc.Mapping):
         return self._client(item)
 
     def create_container(self, key: str | None = None, *, metadata: dict | None = None, specs: list | None = None,
-                         access_tags: list[str] | None = None) -> "Container":
-        """Create a new, empty container."""
-        return self.new("container", [], key=key, metadata=metadata, specs=specs, access_tags=access_tags)
+                         access_tags: list[str] | None = None, on_conflict: str = "error") -> "Container":
+        """Create a new, empty container (``on_conflict="skip"`` returns an existing one)."""
+        return begin_write(self, "container", [], key=key, metadata=metadata, specs=specs,
+                           access_tags=access_tags, on_conflict=on_conflict).client
 
     def write_array(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
-                    specs: list | None = None, access_tags: list[str] | None = None):
+                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
         """Create an array node and upload ``array`` (numpy, dask or array-like) in blocks.
 
         Large arrays are cut into regular chunks of at most ~100 MB, uploaded
         concurrently (bounded); a dask array keeps its chunks (made regular if
         needed) and is computed block by block, never whole in memory.
+        ``on_conflict`` ("error", "skip", "replace") decides what happens when
+        ``key`` exists; see :mod:`tiled_core.client._conflict`.
         """
         from ._upload import array_data_source, upload_array
 
+        check_on_conflict(on_conflict)
         validated = validate_key(key) if key is not None else None
         array, source = array_data_source(array, dims=dims)
-        client = self.new("array", [source], key=validated, metadata=metadata, specs=specs, access_tags=access_tags)
-        upload_array(client, array)
-        return client
+        target = begin_write(self, "array", [source], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            upload_array(target.client, array)
+            finish_write(target.client)
+        return target.client
+
+    # -- deletes -------------------------------------------------------------
+    def delete(self, key: str, *, recursive: bool = False) -> None:
+        """Delete the child ``key`` and the data the server manages for it.
+
+        A container with children is refused (:class:`Conflict`) unless
+        ``recursive=True``. A missing key raises KeyError.
+        """
+        self._delete_child(validate_key(key), recursive=recursive, external_only=False)
+
+    def delete_contents(self, keys=None, recursive: bool = False, external_only: bool = True) -> "Container":
+        """Delete some (``keys``) or all children, as the reference client does.
+
+        With ``external_only=True`` (the reference default) the server refuses
+        to delete nodes whose data it manages itself; pass False to delete those too.
+        """
+        if keys is None:
+            keys = list(self.keys())
+        elif isinstance(keys, str):
+            keys = [keys]
+        for key in dict.fromkeys(keys):
+            self._delete_child(key, recursive=recursive, external_only=external_only)
+        return self
+
+    def _delete_child(self, key: str, *, recursive: bool, external_only: bool) -> None:
+        params = [("recursive", str(recursive).lower()), ("external_only", str(external_only).lower())]
+        try:
+            self._context.session.send("DELETE", "metadata/" + "/".join(self._path + split_path(key)), params=params)
+        except NotFound:
+            raise KeyError(key) from None
