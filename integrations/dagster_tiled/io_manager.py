@@ -143,6 +143,7 @@ class TiledIOManager(ConfigurableIOManager):
 
     def _load(self, parts: Sequence[str], handler: Handler | None) -> Any:
         from tiled_core.client import from_context
+        from tiled_core.client._conflict import is_incomplete
 
         lazy = handler.lazy if handler is not None else self.tiled.structure_clients == "dask"
         context = self.tiled.get_client().context
@@ -150,6 +151,8 @@ class TiledIOManager(ConfigurableIOManager):
             node = from_context(context, "dask" if lazy else "numpy", list(parts))
         except KeyError:
             raise KeyError(f"no Tiled node at {'/'.join(parts)}: has it been materialised?") from None
+        if is_incomplete(node):
+            raise RuntimeError(f"{node.path} is incomplete (its write was interrupted): materialise it again")
         if handler is None:
             handler = self._table().for_node(node, lazy=lazy)
         elif node.structure_family != handler.family:

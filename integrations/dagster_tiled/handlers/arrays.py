@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._nodes import write_replacing
 from ._base import Handler
 
 __all__ = ["NumpyHandler", "DaskArrayHandler"]
@@ -27,7 +26,7 @@ class NumpyHandler(Handler):
     family = "array"
 
     def write(self, parent, key, obj, metadata):
-        return write_replacing(parent, parent.write_array, key, obj, metadata=metadata)
+        return parent.write_array(obj, key=key, metadata=metadata, on_conflict="replace")
 
     def describe(self, obj, node):
         return _describe_array(obj, node)

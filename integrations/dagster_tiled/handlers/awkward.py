@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .._nodes import write_replacing
 from ._base import Handler
 
 __all__ = ["AwkwardHandler"]
@@ -15,7 +14,7 @@ class AwkwardHandler(Handler):
     family = "awkward"
 
     def write(self, parent, key, obj, metadata):
-        return write_replacing(parent, parent.write_awkward, key, obj, metadata=metadata)
+        return parent.write_awkward(obj, key=key, metadata=metadata, on_conflict="replace")
 
     def describe(self, obj, node):
         return {"length": len(obj), "type": str(obj.type), "bytes written": int(obj.nbytes)}

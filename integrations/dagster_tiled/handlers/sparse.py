@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .._nodes import write_replacing
 from ._base import Handler
 
 __all__ = ["SparseHandler"]
@@ -18,8 +17,8 @@ class SparseHandler(Handler):
         import sparse
 
         coo = obj if isinstance(obj, sparse.COO) else sparse.COO(obj)
-        return write_replacing(
-            parent, parent.write_sparse, key, coords=coo.coords, data=coo.data, shape=coo.shape, metadata=metadata
+        return parent.write_sparse(
+            coords=coo.coords, data=coo.data, shape=coo.shape, key=key, metadata=metadata, on_conflict="replace"
         )
 
     def describe(self, obj, node):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._nodes import write_replacing
 from ._base import Handler
 
 __all__ = ["PandasHandler", "DaskDataFrameHandler"]
@@ -24,7 +23,7 @@ class PandasHandler(Handler):
     family = "table"
 
     def write(self, parent, key, obj, metadata):
-        return write_replacing(parent, parent.write_dataframe, key, obj, metadata=metadata)
+        return parent.write_dataframe(obj, key=key, metadata=metadata, on_conflict="replace")
 
     def describe(self, obj, node) -> dict[str, Any]:
         return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .._nodes import write_replacing
 from ._base import Handler
 
 __all__ = ["XarrayHandler"]
@@ -30,9 +29,12 @@ class XarrayHandler(Handler):
     spec = "xarray_dataset"
 
     def write(self, parent, key, obj, metadata):
-        node = write_replacing(
-            parent, parent.create_container, key, metadata={**metadata, "attrs": dict(obj.attrs)},
-            specs=["xarray_dataset"],
+        from tiled_core.client._conflict import INCOMPLETE_SPEC, finish_write
+
+        # Marked incomplete until every variable is stored, like any single-node write.
+        node = parent.create_container(
+            key, metadata={**metadata, "attrs": dict(obj.attrs)}, specs=["xarray_dataset", INCOMPLETE_SPEC],
+            on_conflict="replace",
         )
         for group, spec in _VARIABLE_SPECS:
             for name in getattr(obj, group):
@@ -41,6 +43,7 @@ class XarrayHandler(Handler):
                     variable.data, key=str(name), metadata={"attrs": dict(variable.attrs)},
                     dims=[str(d) for d in variable.dims], specs=[spec],
                 )
+        finish_write(node)
         return node
 
     def describe(self, obj, node):
