@@ -68,6 +68,47 @@ def materialization(result, asset_name):
     return events[0].step_materialization_data.materialization.metadata
 
 
+# -- resources -----------------------------------------------------------------
+
+def test_resource_opens_one_client_per_run_and_closes_it(resources, tiled_server, monkeypatch, tmp_path):
+    opened = []
+
+    @asset
+    def first(tiled: TiledResource):
+        opened.append(tiled.get_client())
+        return np.arange(3)
+
+    @asset
+    def second(first: np.ndarray, tiled: TiledResource):
+        opened.append(tiled.get_client())
+
+    assert materialize([first, second], resources=resources).success
+    assert opened[0] is opened[1]  # one client for the whole run
+    with pytest.raises(Exception):  # closed by the resource's teardown
+        opened[0].context.session.get_document("")
+
+    # A profile instead of a URI; the key still only from the environment.
+    (tmp_path / "lab.yml").write_text(f"lab:\n  uri: {tiled_server.uri}\n")
+    monkeypatch.setenv("TILED_PROFILES", str(tmp_path))
+    with TiledResource(profile="lab").process_config_and_initialize_cm() as by_profile:
+        assert by_profile.get_client().context.api_uri == tiled_server.uri + "/"
+        assert "tiled_core.client.container" in type(by_profile.get_client()).__module__
+
+
+def test_resource_never_prompts_and_checks_its_settings(tiled_server, monkeypatch):
+    monkeypatch.delenv("TILED_API_KEY", raising=False)
+    from tiled_core.transport import AuthenticationError
+
+    without_key = TiledResource(uri=tiled_server.uri)
+    with pytest.raises(AuthenticationError):  # an error at once: no login prompt, no stdin read
+        without_key.get_client()
+    with pytest.raises(ValueError, match="structure_clients"):
+        TiledResource(uri=tiled_server.uri, structure_clients="pandas").get_client()
+    with pytest.raises(ValueError, match="uri= or profile="):
+        TiledResource().get_client()
+    assert tiled_server.api_key not in repr(TiledResource(uri=tiled_server.uri, api_key=EnvVar("TILED_API_KEY")))
+
+
 # -- round trips ------------------------------------------------------------
 
 ROUND_TRIPS = {
@@ -335,6 +376,28 @@ def test_lazy_input_computes_on_a_two_process_local_cluster(resources):
     assert materialize([raw, total], resources={**resources, "dask": dask_resource}).success
     assert report["sum"] == big.sum()
     assert len(report["sessions"]) == 2 and sum(report["sessions"].values()) >= 1
+
+
+def test_dask_resource_connects_to_a_scheduler_address(resources):
+    from distributed import LocalCluster
+
+    seen = {}
+
+    @asset
+    def small():
+        return da.from_array(np.arange(12.0), chunks=4)
+
+    @asset
+    def doubled(small: da.Array, dask: DaskResource) -> None:
+        seen["address"] = dask.get_client().scheduler.address
+        seen["total"] = dask.get_client().compute((small * 2).sum()).result()
+
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        dask_resource = DaskResource(scheduler_address=cluster.scheduler_address)
+        assert materialize([small, doubled], resources={**resources, "dask": dask_resource}).success
+        assert seen == {"address": cluster.scheduler_address, "total": 132.0}
+        assert cluster.status.name == "running"  # a cluster the run did not start is left running
 
 
 def _reopened_sessions() -> int:

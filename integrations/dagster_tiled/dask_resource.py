@@ -14,7 +14,7 @@ class DaskResource(ConfigurableResource):
     """Hands out a ``distributed.Client`` so assets compute on workers.
 
     With ``scheduler_address`` the run connects to that scheduler; without it,
-    a ``LocalCluster`` on 127.0.0.1 is started for the run and closed after it. The client
+    a ``LocalCluster`` (on 127.0.0.1) is started for the run and closed after it. The client
     becomes dask's default scheduler for the run, so lazily loaded Tiled data
     (``dask.array.Array`` inputs) is read block by block on the workers. Give
     the Tiled API key as ``TILED_API_KEY`` in the workers' environment: task
@@ -38,7 +38,9 @@ class DaskResource(ConfigurableResource):
             return
         self._cluster = LocalCluster(
             n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=self.processes,
-            dashboard_address=self.dashboard_address, host="127.0.0.1",
+            dashboard_address=self.dashboard_address,
+            # Worker processes talk over loopback TCP; thread workers use in-process comms.
+            **({"host": "127.0.0.1"} if self.processes else {}),
         )
         try:
             self._client = Client(self._cluster, set_as_default=True)
