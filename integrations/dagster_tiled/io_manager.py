@@ -34,6 +34,19 @@ def _provenance(context: OutputContext, partition: str | None) -> dict[str, Any]
     return {"dagster": origin}
 
 
+def _values_by_partition(context: OutputContext, obj: Any) -> dict[str, Any]:
+    """The value of each partition this output covers (a run over a range returns a dict of them)."""
+    keys = [str(key) for key in context.asset_partition_keys]
+    if len(keys) == 1:
+        return {keys[0]: obj}
+    if isinstance(obj, Mapping) and set(map(str, obj)) == set(keys):
+        return {str(key): value for key, value in obj.items()}
+    raise TypeError(
+        f"this run covers {len(keys)} partitions of {context.asset_key.to_user_string()}: "
+        "return a dict keyed by partition key"
+    )
+
+
 def _split_annotation(annotation: Any) -> tuple[bool, Any]:
     """``(wants a dict, the per-partition annotation)`` for an input annotation."""
     origin = typing.get_origin(annotation)
@@ -41,7 +54,6 @@ def _split_annotation(annotation: Any) -> tuple[bool, Any]:
         args = typing.get_args(annotation)
         return True, (args[1] if len(args) == 2 else Any)
     return False, annotation
-
 
 
 class TiledIOManager(ConfigurableIOManager):
@@ -80,31 +92,22 @@ class TiledIOManager(ConfigurableIOManager):
             context.log.debug("TiledIOManager: the output is None; nothing stored")
             return
         table = self._table()
-        parts = storage_parts(context)
-        if context.has_asset_partitions:
-            keys = list(context.asset_partition_keys)
-            if len(keys) == 1:
-                values = {keys[0]: obj}
-            elif isinstance(obj, Mapping) and set(obj) == set(keys):
-                values = dict(obj)  # a run over a partition range returns one value per partition
-            else:
-                raise TypeError(
-                    f"this run covers {len(keys)} partitions of {context.asset_key.to_user_string()}: "
-                    "return a dict keyed by partition key"
-                )
-            handlers = {key: table.for_value(value) for key, value in values.items()}  # fail before any request
-            parent = ensure_container(self.tiled.get_client(), (*self.tiled.base_parts, *parts))
-            for key, value in values.items():
-                node = handlers[key].write(parent, str(key), value, _provenance(context, str(key)))
-                if len(values) == 1:
-                    context.add_output_metadata(_output_metadata(node, handlers[key].describe(value, node)))
-            if len(values) > 1:
-                context.add_output_metadata({**_output_metadata(parent, {}), "partitions written": len(values)})
+        parts = (*self.tiled.base_parts, *storage_parts(context))
+        if not context.has_asset_partitions:
+            handler = table.for_value(obj)  # an unsupported type fails before any request
+            node = handler.write(ensure_container(self.tiled.get_client(), parts[:-1]), parts[-1], obj,
+                                 _provenance(context, None))
+            context.add_output_metadata(_output_metadata(node, handler.describe(obj, node)))
             return
-        handler = table.for_value(obj)
-        parent = ensure_container(self.tiled.get_client(), (*self.tiled.base_parts, *parts[:-1]))
-        node = handler.write(parent, parts[-1], obj, _provenance(context, None))
-        context.add_output_metadata(_output_metadata(node, handler.describe(obj, node)))
+        values = _values_by_partition(context, obj)
+        handlers = {key: table.for_value(value) for key, value in values.items()}
+        parent = ensure_container(self.tiled.get_client(), parts)
+        for key, value in values.items():
+            node = handlers[key].write(parent, key, value, _provenance(context, key))
+        if len(values) == 1:
+            context.add_output_metadata(_output_metadata(node, handlers[key].describe(value, node)))
+        else:
+            context.add_output_metadata({**_output_metadata(parent, {}), "partitions written": len(values)})
 
     # -- loading -----------------------------------------------------------
     def load_input(self, context: InputContext) -> Any:
@@ -155,7 +158,7 @@ class TiledIOManager(ConfigurableIOManager):
             raise RuntimeError(f"{node.path} is incomplete (its write was interrupted): materialise it again")
         if handler is None:
             handler = self._table().for_node(node, lazy=lazy)
-        elif node.structure_family != handler.family:
+        elif not handler.reads(node):
             raise TypeError(
                 f"{node.path} is a {node.structure_family} node; it cannot be loaded as {handler.type_paths[0]}"
             )

@@ -34,6 +34,12 @@ class Handler:
                 found.append(getattr(module, name))
         return tuple(found)
 
+    def reads(self, node) -> bool:
+        """Whether ``node`` is the kind of node this handler reads (family, and spec if any)."""
+        return node.structure_family == self.family and (
+            self.spec is None or any(spec.name == self.spec for spec in node.specs)
+        )
+
     def write(self, parent, key: str, obj: Any, metadata: dict) -> Any:
         """Write ``obj`` as child ``key`` of container ``parent`` (replacing what is there); return the node."""
         raise NotImplementedError
@@ -97,11 +103,7 @@ class HandlerTable:
 
     def for_node(self, node, *, lazy: bool) -> Handler:
         """The handler for an unannotated input: by the node's family and specs."""
-        specs = {spec.name for spec in node.specs}
-        candidates = [
-            h for h in self._handlers
-            if h.family == node.structure_family and (h.spec is None or h.spec in specs)
-        ]
+        candidates = [h for h in self._handlers if h.reads(node)]
         candidates.sort(key=lambda h: (h.spec is None, h.lazy != lazy))  # spec matches first, then the mode asked
         if not candidates:
             raise TypeError(
