@@ -12,10 +12,12 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
     "numpy": {
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:ArrayClient",
+        "table": "tiled_core.client.dataframe:DataFrameClient",
     },
     "dask": {
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:DaskArrayClient",
+        "table": "tiled_core.client.dataframe:DaskDataFrameClient",
     },
 }
 

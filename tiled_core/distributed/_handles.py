@@ -100,7 +100,9 @@ class SessionHandle:
         return (SessionHandle._rebuild, (self._id, self._base_url, self._source))
 
     def __dask_tokenize__(self):
-        return ("tiled-core-session", self._base_url)
+        # The id (kept through pickling) tells connections apart: dask-expr shares expressions
+        # with equal tokens, so two connections to one server must not tokenize alike.
+        return ("tiled-core-session", self._base_url, self._id)
 
     def __repr__(self) -> str:
         return f"<SessionHandle {self._base_url}>"

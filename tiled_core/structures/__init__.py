@@ -3,8 +3,9 @@
 from ._array import ArrayStructure, BuiltinDtype, Field, StructDtype
 from ._core import Spec, StructureFamily
 from ._container import ContainerStructure
+from ._table import TableStructure
 
 __all__ = [
     "ArrayStructure", "BuiltinDtype", "StructDtype", "Field",
-    "ContainerStructure", "Spec", "StructureFamily",
+    "ContainerStructure", "Spec", "StructureFamily", "TableStructure",
 ]
