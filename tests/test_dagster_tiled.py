@@ -7,10 +7,16 @@ Dagster only as ``EnvVar("TILED_API_KEY")``.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import dask.array as da
+import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from dagster import (
@@ -39,6 +45,7 @@ from dagster_tiled import (
 from tiled_core.queries import Eq
 
 IMAGE = np.arange(48, dtype="float64").reshape(6, 8)
+FRAME = pd.DataFrame({"scan": ["s1", "s2", "s3", "s4"], "counts": [10, 20, 30, 40], "temperature": [280.0, None, 300.5, 310.0]})
 
 
 @pytest.fixture
@@ -111,7 +118,24 @@ def test_resource_never_prompts_and_checks_its_settings(tiled_server, monkeypatc
 
 # -- round trips ------------------------------------------------------------
 
+def assert_same_frame(got, expected):
+    # Strings come back as pandas' "string" dtype (as with the reference client): compare their values.
+    strings = {name: object for name in expected.columns if expected[name].dtype.kind in "OUT" or
+               str(expected[name].dtype) in ("str", "string")}
+    pd.testing.assert_frame_equal(got.astype(strings), expected.astype(strings))
+
+
 ROUND_TRIPS = {
+    "pandas": (lambda: FRAME, pd.DataFrame, lambda got: assert_same_frame(got, FRAME)),
+    "dask-dataframe": (
+        lambda: dd.from_pandas(FRAME, npartitions=2),
+        dd.DataFrame,
+        lambda got: (
+            isinstance(got, dd.DataFrame) or pytest.fail("not lazy"),
+            got.npartitions == 2 or pytest.fail("partitions not kept"),
+            assert_same_frame(got.compute(), FRAME),
+        ),
+    ),
     "numpy": (lambda: IMAGE, np.ndarray, lambda got: np.testing.assert_array_equal(got, IMAGE)),
     "dask-array": (
         lambda: da.from_array(IMAGE, chunks=(3, 4)),
@@ -135,20 +159,20 @@ ROUND_TRIPS = {
 @pytest.mark.parametrize("kind", sorted(ROUND_TRIPS))
 def test_round_trip_by_annotation(kind, resources, tiled, root):
     make, annotation, verify = ROUND_TRIPS[kind]
-    seen = []
+    checked = []
 
     @asset
     def upstream():
         return make()
 
     def downstream(upstream):
-        seen.append(upstream)
+        verify(upstream)  # inside the run: lazy values compute while the run's client is open
+        checked.append(type(upstream))
 
     downstream.__annotations__["upstream"] = annotation
-    result = materialize([upstream, asset(downstream)], resources=resources)
-    assert result.success
-    assert len(seen) == 1
-    verify(seen[0])
+    result = materialize([upstream, asset(downstream)], resources=resources, raise_on_error=False)
+    assert result.success, failure_text(result)
+    assert len(checked) == 1 and issubclass(checked[0], annotation)
     assert node_at(root, tiled, "upstream").metadata["dagster"]["asset_key"] == "upstream"
 
 
@@ -164,10 +188,15 @@ def test_unannotated_input_loads_by_family(resources):
         return xr.Dataset({"v": (("t",), np.arange(3.0))})
 
     @asset
-    def both(image, dataset):
-        seen.update(image=image, dataset=dataset)
+    def table():
+        return FRAME
 
-    assert materialize([image, dataset, both], resources=resources).success
+    @asset
+    def both(image, dataset, table):
+        seen.update(image=image, dataset=dataset, table=table)
+
+    assert materialize([image, dataset, table, both], resources=resources).success
+    assert isinstance(seen["table"], pd.DataFrame) and seen["table"]["counts"].tolist() == [10, 20, 30, 40]
     assert isinstance(seen["image"], np.ndarray) and np.array_equal(seen["image"], IMAGE)
     assert isinstance(seen["dataset"], xr.Dataset) and list(seen["dataset"]["v"].values) == [0.0, 1.0, 2.0]
 
@@ -184,10 +213,10 @@ def test_unannotated_input_loads_lazily_with_dask_clients(tiled_server, monkeypa
 
     @asset
     def lazy(image):
-        seen.append(image)
+        seen.append((type(image), image.compute(scheduler="sync")))
 
     assert materialize([image, lazy], resources={"io_manager": TiledIOManager(tiled=tiled)}).success
-    assert isinstance(seen[0], da.Array) and np.array_equal(seen[0].compute(scheduler="sync"), IMAGE)
+    assert issubclass(seen[0][0], da.Array) and np.array_equal(seen[0][1], IMAGE)
 
 
 def test_rematerialising_replaces_the_node(resources, tiled, root):
@@ -240,6 +269,28 @@ def test_output_metadata(resources, tiled, root):
     assert metadata["bytes written"].value == IMAGE.nbytes
 
 
+def test_table_output_metadata(resources, tiled, root):
+    @asset
+    def summary():
+        return FRAME
+
+    @asset
+    def lazy_summary():
+        return dd.from_pandas(FRAME, npartitions=2)
+
+    result = materialize([summary, lazy_summary], resources=resources)
+    metadata = materialization(result, "summary")
+    assert metadata["dagster/uri"].value == node_at(root, tiled, "summary").uri
+    assert metadata["dagster/row_count"].value == 4
+    columns = metadata["dagster/column_schema"].schema.columns
+    assert [(c.name, c.type) for c in columns] == [(name, str(dtype)) for name, dtype in FRAME.dtypes.items()]
+    assert [c.name for c in columns] == ["scan", "counts", "temperature"]
+    assert metadata["bytes written"].value == FRAME.memory_usage(deep=True).sum()
+    lazy = materialization(result, "lazy_summary")
+    assert lazy["partitions"].value == 2 and "dagster/row_count" not in lazy
+    assert [c.name for c in lazy["dagster/column_schema"].schema.columns] == ["scan", "counts", "temperature"]
+
+
 def test_unsupported_output_type_fails_clearly(resources):
     @asset
     def odd():
@@ -288,7 +339,7 @@ def test_static_partitions_and_multi_partition_loads(resources, tiled, root):
 
     @asset
     def lazy(part: da.Array):
-        as_lazy.append(part)
+        as_lazy.append((type(part), part.compute(scheduler="sync")))
 
     for key in ("a", "b", "c"):
         result = materialize([part], resources=resources, partition_key=key)
@@ -299,8 +350,26 @@ def test_static_partitions_and_multi_partition_loads(resources, tiled, root):
     assert list(as_dict[0]) == ["a", "b", "c"]
     np.testing.assert_array_equal(as_dict[0]["b"], [98, 98])
     np.testing.assert_array_equal(as_array[0], [97, 97, 98, 98, 99, 99])
-    assert isinstance(as_lazy[0], da.Array)
-    np.testing.assert_array_equal(as_lazy[0].compute(scheduler="sync"), [97, 97, 98, 98, 99, 99])
+    assert issubclass(as_lazy[0][0], da.Array)
+    np.testing.assert_array_equal(as_lazy[0][1], [97, 97, 98, 98, 99, 99])
+
+
+def test_table_partitions_concatenate_when_annotated(resources):
+    @asset(partitions_def=STATIC)
+    def rows(context):
+        return FRAME.assign(part=context.partition_key).iloc[:2]
+
+    got = []
+
+    @asset
+    def all_rows(rows: pd.DataFrame):
+        got.append(rows)
+
+    for key in ("a", "b", "c"):
+        assert materialize([rows], resources=resources, partition_key=key).success
+    assert materialize([rows, all_rows], resources=resources, selection=[all_rows]).success
+    assert got[0]["part"].tolist() == ["a", "a", "b", "b", "c", "c"]
+    assert got[0]["counts"].tolist() == [10, 20] * 3
 
 
 def test_missing_partition_fails_unless_allowed(resources):
@@ -561,3 +630,28 @@ def test_api_key_never_in_run_logs_or_metadata(resources, tiled_server, monkeypa
     # The logs searched do hold the runs' events, errors and materialization metadata.
     assert "failing on purpose" in joined and "dagster/uri" in joined
     assert "AuthenticationError" in joined  # the rejected key's failure was logged, without the key
+
+
+# -- the example ------------------------------------------------------------------
+
+def test_example_scans_pipeline_materializes(tiled_server):
+    from example_flows import dagster_scans
+
+    lines: list[str] = []
+    summary = dagster_scans.run(tiled_server.uri, tiled_server.api_key, n_scans=3, say=lines.append)
+    assert summary["scans"] == 3 and sorted(summary["peaks"]) == ["scan000", "scan001", "scan002"]
+    assert any("sensor: 3 new scans" in line for line in lines)
+    assert not any(tiled_server.api_key in line for line in lines)
+
+
+def test_example_definitions_load_as_dagster_dev_loads_them(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "DAGSTER_DISABLE_TELEMETRY": "1",
+           "PYTHONPATH": os.pathsep.join([str(root), str(root / "integrations"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TILED_URI", None)  # loading must not need a server: resources resolve at run time
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-f", "example_flows/dagster_scans.py"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Validation successful" in result.stdout + result.stderr
