@@ -512,6 +512,9 @@ def test_sensor_emits_exactly_the_new_entries_across_evaluations(tiled, root):
     assert _requests(third)[0] == [] and third.skip_reason is not None
     assert len(cursor) < 200  # compact, whatever the container's size
 
+    not_yet = evaluate(tiled_sensor(f"{watched}-later", name="later", target="*"), tiled, None)
+    assert "no container" in not_yet.skip_reason.skip_message and not not_yet.run_requests
+
 
 def test_sensor_cursor_survives_deletions_and_paces_itself(tiled, root):
     watched = f"incoming-{uuid.uuid4().hex[:8]}"

@@ -75,7 +75,10 @@ def tiled_sensor(
     def _sensor(context: SensorEvaluationContext, **_resources):
         # Direct invocation (tests) also passes the resources as keywords; the daemon does not.
         client = getattr(context.resources, resource_key).get_client()
-        container = lookup(client, tuple(p for p in prefix.split("/") if p))
+        try:
+            container = lookup(client, tuple(p for p in prefix.split("/") if p))
+        except KeyError:  # e.g. the instrument has not made it yet
+            return SensorResult(skip_reason=SkipReason(f"no container {prefix} yet"), cursor=context.cursor)
         for q in queries:
             container = container.search(q)
         keys, cursor = new_entries(container, context.cursor, order_by=order_by, limit=max_runs_per_tick)
