@@ -68,3 +68,15 @@ def root(tiled_server):
 def scratch(root, ref_scratch):
     """The same fresh container as `ref_scratch`, seen through tiled_core."""
     return root[ref_scratch.item["id"]]
+
+
+@pytest.fixture(scope="session")
+def small_limit_server():
+    """A server whose response size limit is 20 kB, to exercise reads that must be split."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TILED_RESPONSE_BYTESIZE_LIMIT", "20000")
+        server = LocalTiledServer().start()  # the variable stays in this process only while starting
+    try:
+        yield server
+    finally:
+        server.stop()

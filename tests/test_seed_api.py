@@ -15,15 +15,7 @@ SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "python-client-
 # shrink as they land: the test fails if a name here starts to resolve.
 PENDING = {
     # issue 3: tables, sparse, awkward, xarray
-    "tiled.client.awkward.AwkwardClient", "tiled.client.awkward.AwkwardClient.read",
-    "tiled.client.awkward.AwkwardClient.write", "tiled.client.awkward.AwkwardClient.export",
-    "tiled.client.sparse.SparseClient", "tiled.client.sparse.SparseClient.read",
-    "tiled.client.sparse.SparseClient.export", "tiled.client.sparse.SparseClient.write",
-    "tiled.client.sparse.SparseClient.write_block",
-    "tiled.client.xarray.DaskDatasetClient", "tiled.client.xarray.DaskDatasetClient.read",
-    "tiled.client.xarray.DatasetClient", "tiled.client.xarray.DatasetClient.read",
     # issue 4: the rest of the write path
-    "tiled.client.container.Container.write_awkward", "tiled.client.container.Container.write_sparse",
     "tiled.client.base.BaseClient.replace_metadata",
     "tiled.client.base.BaseClient.update_metadata", "tiled.client.base.BaseClient.patch_metadata",
     "tiled.client.base.BaseClient.build_metadata_patches", "tiled.client.array.DaskArrayClient.patch",

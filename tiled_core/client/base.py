@@ -203,3 +203,14 @@ class BaseClient:
                         filepath.write(chunk)
         except NotAcceptable as error:
             raise ValueError(f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}") from None
+
+    # -- fallback for families and specs without a client ------------------
+    def read(self, *args, **kwargs):
+        """Nodes without a dedicated client cannot be read; say so plainly (subclasses override this)."""
+        specs = [s.name for s in self.specs]
+        raise NotImplementedError(
+            f"{self.path or '/'} is a {self.structure_family!r} node"
+            + (f" with specs {specs}" if specs else "")
+            + " and tiled_core has no client that reads it; its metadata, item and structure() are"
+            " available, or pass structure_clients={family or spec name: class} to from_uri"
+        )

@@ -393,3 +393,56 @@ class Container(BaseClient, collections.abc.Mapping):
         if target.needs_upload:
             finish_write(target.client)
         return target.client
+
+    def write_sparse(self, coords, data, shape, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                     specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create a sparse (COO) array node from ``coords`` (ndim x nnz), ``data`` (nnz) and ``shape``.
+
+        One block; for a chunked sparse array use ``new("sparse", ...)`` and
+        ``SparseClient.write_block``. Bad coordinates raise before any request.
+        ``on_conflict``: ``"error"``, ``"skip"`` or ``"replace"`` (see ``write_array``).
+        """
+        from ..codecs.sparse import check_coo_parts
+        from ..structures import SparseStructure
+        from .sparse import _check_in_bounds
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        shape = tuple(int(s) for s in shape)
+        coords, data = check_coo_parts(coords, data, len(shape))
+        _check_in_bounds(coords, shape, "array")
+        structure = SparseStructure.from_coo(coords, data, shape, dims=dims)
+        target = begin_write(self, "sparse", [_writable_source("sparse", structure)], key=validated, metadata=metadata,
+                             specs=specs, access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            target.client.write(coords, data)
+            finish_write(target.client)
+        return target.client
+
+    def write_awkward(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                      specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create an awkward array node from ``array`` (an ``awkward.Array`` or what it accepts).
+
+        The array is packed first, so only the data it shows is sent. ``dims`` is
+        accepted for compatibility with the reference client, which ignores it too.
+        ``on_conflict``: ``"error"``, ``"skip"`` or ``"replace"`` (see ``write_array``).
+        """
+        from ..codecs.awkward import pack_awkward
+        from ..structures import AwkwardStructure
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        form, length, buffers = pack_awkward(array)
+        structure = AwkwardStructure(length=length, form=form)
+        target = begin_write(self, "awkward", [_writable_source("awkward", structure)], key=validated,
+                             metadata=metadata, specs=specs, access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            target.client.write(buffers)
+            finish_write(target.client)
+        return target.client
+
+
+def _writable_source(family: str, structure) -> dict:
+    """A data source the server stores itself (``management: writable``) for a new node."""
+    return {"structure_family": family, "structure": structure.to_json(), "mimetype": None, "parameters": {},
+            "properties": {}, "assets": [], "management": "writable", "id": None}
