@@ -13,11 +13,13 @@ import sys
 import uuid
 from pathlib import Path
 
+import awkward as ak
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+import sparse
 import xarray as xr
 from dagster import (
     AssetIn,
@@ -45,6 +47,8 @@ from dagster_tiled import (
 from tiled_core.queries import Eq
 
 IMAGE = np.arange(48, dtype="float64").reshape(6, 8)
+RAGGED = [{"hits": [1.5, 2.5], "id": 1}, {"hits": [], "id": 2}, {"hits": [3.0], "id": None}]
+COO = sparse.COO(np.array([[0, 2, 4], [1, 3, 0]]), np.array([1.5, -2.0, 7.0]), shape=(5, 4))
 FRAME = pd.DataFrame({"scan": ["s1", "s2", "s3", "s4"], "counts": [10, 20, 30, 40], "temperature": [280.0, None, 300.5, 310.0]})
 
 
@@ -126,6 +130,18 @@ def assert_same_frame(got, expected):
 
 
 ROUND_TRIPS = {
+    "awkward": (lambda: ak.Array(RAGGED), ak.Array, lambda got: ak.to_list(got) == RAGGED or pytest.fail(str(got))),
+    "sparse": (
+        lambda: COO,
+        sparse.COO,
+        lambda got: (isinstance(got, sparse.COO) or pytest.fail("not COO"),
+                     np.testing.assert_array_equal(got.todense(), COO.todense())),
+    ),
+    "sparse-gcxs": (
+        lambda: sparse.GCXS(COO),  # any sparse array is stored as COO
+        sparse.SparseArray,
+        lambda got: np.testing.assert_array_equal(got.todense(), COO.todense()),
+    ),
     "pandas": (lambda: FRAME, pd.DataFrame, lambda got: assert_same_frame(got, FRAME)),
     "dask-dataframe": (
         lambda: dd.from_pandas(FRAME, npartitions=2),
@@ -192,10 +208,20 @@ def test_unannotated_input_loads_by_family(resources):
         return FRAME
 
     @asset
-    def both(image, dataset, table):
-        seen.update(image=image, dataset=dataset, table=table)
+    def ragged():
+        return ak.Array(RAGGED)
 
-    assert materialize([image, dataset, table, both], resources=resources).success
+    @asset
+    def coo():
+        return COO
+
+    @asset
+    def both(image, dataset, table, ragged, coo):
+        seen.update(image=image, dataset=dataset, table=table, ragged=ragged, coo=coo)
+
+    assert materialize([image, dataset, table, ragged, coo, both], resources=resources).success
+    assert isinstance(seen["ragged"], ak.Array) and ak.to_list(seen["ragged"]) == RAGGED
+    assert isinstance(seen["coo"], sparse.COO) and seen["coo"].nnz == 3
     assert isinstance(seen["table"], pd.DataFrame) and seen["table"]["counts"].tolist() == [10, 20, 30, 40]
     assert isinstance(seen["image"], np.ndarray) and np.array_equal(seen["image"], IMAGE)
     assert isinstance(seen["dataset"], xr.Dataset) and list(seen["dataset"]["v"].values) == [0.0, 1.0, 2.0]
@@ -267,6 +293,24 @@ def test_output_metadata(resources, tiled, root):
     assert metadata["dtype"].value == "float64"
     assert metadata["chunks"].value == [[3, 3], [8]]
     assert metadata["bytes written"].value == IMAGE.nbytes
+
+
+def test_awkward_and_sparse_output_metadata(resources):
+    @asset
+    def ragged():
+        return ak.Array(RAGGED)
+
+    @asset
+    def coo():
+        return COO
+
+    result = materialize([ragged, coo], resources=resources)
+    ragged_md, coo_md = materialization(result, "ragged"), materialization(result, "coo")
+    assert ragged_md["length"].value == 3 and "var * float64" in ragged_md["type"].value
+    assert ragged_md["bytes written"].value == ak.Array(RAGGED).nbytes
+    assert coo_md["shape"].value == [5, 4] and coo_md["nnz"].value == 3 and coo_md["dtype"].value == "float64"
+    assert coo_md["bytes written"].value == COO.coords.nbytes + COO.data.nbytes
+    assert all("dagster/uri" in md for md in (ragged_md, coo_md))
 
 
 def test_table_output_metadata(resources, tiled, root):
@@ -370,6 +414,37 @@ def test_table_partitions_concatenate_when_annotated(resources):
     assert materialize([rows, all_rows], resources=resources, selection=[all_rows]).success
     assert got[0]["part"].tolist() == ["a", "a", "b", "b", "c", "c"]
     assert got[0]["counts"].tolist() == [10, 20] * 3
+
+
+def test_every_handler_concatenates_partitions_in_order():
+    from dagster_tiled.handlers import (AwkwardHandler, DaskArrayHandler, DaskDataFrameHandler, NumpyHandler,
+                                        PandasHandler, SparseHandler, XarrayHandler)
+
+    keys = ["p1", "p2"]
+    assert NumpyHandler().concat([np.arange(2), np.arange(2, 4)], keys).tolist() == [0, 1, 2, 3]
+    assert DaskArrayHandler().concat([da.arange(2), da.arange(2, 4)], keys).compute().tolist() == [0, 1, 2, 3]
+    assert PandasHandler().concat([FRAME.iloc[:2], FRAME.iloc[2:]], keys)["counts"].tolist() == [10, 20, 30, 40]
+    halves = [dd.from_pandas(FRAME.iloc[:2], npartitions=1), dd.from_pandas(FRAME.iloc[2:], npartitions=1)]
+    assert DaskDataFrameHandler().concat(halves, keys).compute()["counts"].tolist() == [10, 20, 30, 40]
+    assert ak.to_list(AwkwardHandler().concat([ak.Array(RAGGED[:1]), ak.Array(RAGGED[1:])], keys)) == RAGGED
+    assert SparseHandler().concat([COO, COO], keys).shape == (10, 4)
+    stacked = XarrayHandler().concat([xr.Dataset({"v": ("t", [1.0])}), xr.Dataset({"v": ("t", [2.0])})], keys)
+    assert stacked["v"].dims == ("partition", "t") and list(stacked["partition"].values) == keys
+
+
+def test_handler_table_dispatch():
+    from dagster_tiled.handlers import DEFAULT_HANDLERS, HandlerTable, NumpyHandler
+
+    table = HandlerTable(DEFAULT_HANDLERS)
+
+    class Frame(pd.DataFrame):  # a subclass is served by its base's handler
+        pass
+
+    assert type(table.for_value(Frame(FRAME))).__name__ == "PandasHandler"
+    assert type(table.for_value(IMAGE.view(type("Image", (np.ndarray,), {})))).__name__ == "NumpyHandler"
+    assert table.for_annotation(list) is None
+    with pytest.raises(ValueError, match="handled twice"):
+        HandlerTable([*DEFAULT_HANDLERS, NumpyHandler()])
 
 
 def test_missing_partition_fails_unless_allowed(resources):

@@ -6,16 +6,6 @@ from ._base import Handler
 
 __all__ = ["XarrayHandler"]
 
-_VARIABLE_SPECS = (("data_vars", "xarray_data_var"), ("coords", "xarray_coord"))
-
-
-def _dataset_client_types() -> tuple[type, ...]:
-    try:
-        from tiled_core.client import xarray as module  # issue 3's DatasetClient, once it exists
-    except ImportError:
-        return ()
-    return tuple(t for t in (getattr(module, "DatasetClient", None), getattr(module, "DaskDatasetClient", None)) if t)
-
 
 class XarrayHandler(Handler):
     """``xarray.Dataset`` <-> a container of arrays (data variables and coordinates, with dims and attrs).
@@ -30,19 +20,16 @@ class XarrayHandler(Handler):
 
     def write(self, parent, key, obj, metadata):
         from tiled_core.client._conflict import INCOMPLETE_SPEC, finish_write
+        from tiled_core.client.xarray import write_xarray_dataset
 
-        # Marked incomplete until every variable is stored, like any single-node write.
+        # The dataset's container is made first, with our metadata and marked incomplete;
+        # write_xarray_dataset then finds it ("skip") and adds the variables; the mark goes last,
+        # so a run that dies halfway leaves a dataset that says so.
         node = parent.create_container(
             key, metadata={**metadata, "attrs": dict(obj.attrs)}, specs=["xarray_dataset", INCOMPLETE_SPEC],
             on_conflict="replace",
         )
-        for group, spec in _VARIABLE_SPECS:
-            for name in getattr(obj, group):
-                variable = obj[name]
-                node.write_array(
-                    variable.data, key=str(name), metadata={"attrs": dict(variable.attrs)},
-                    dims=[str(d) for d in variable.dims], specs=[spec],
-                )
+        write_xarray_dataset(parent, obj, key=key, on_conflict="skip")
         finish_write(node)
         return node
 
@@ -53,19 +40,6 @@ class XarrayHandler(Handler):
             "coords": [str(n) for n in obj.coords],
             "bytes written": int(obj.nbytes),
         }
-
-    def read(self, node):
-        if isinstance(node, _dataset_client_types()):
-            return node.read()
-        import xarray as xr
-
-        # Until tiled_core has DatasetClient: assemble the dataset from its array children.
-        data_vars, coords = {}, {}
-        for name, child in node.items():
-            target = coords if "xarray_coord" in {s.name for s in child.specs} else data_vars
-            attrs = dict(child.metadata.get("attrs") or {})
-            target[name] = xr.Variable(child.dims or (), child.read(), attrs=attrs)
-        return xr.Dataset(data_vars, coords=coords, attrs=dict(node.metadata.get("attrs") or {}))
 
     def concat(self, values, keys):
         import pandas as pd
