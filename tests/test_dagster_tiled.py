@@ -443,6 +443,8 @@ def test_handler_table_dispatch():
     assert type(table.for_value(Frame(FRAME))).__name__ == "PandasHandler"
     assert type(table.for_value(IMAGE.view(type("Image", (np.ndarray,), {})))).__name__ == "NumpyHandler"
     assert table.for_annotation(list) is None
+    with pytest.raises(TypeError, match="lose its mask"):
+        table.for_value(np.ma.masked_array([1, 2], mask=[0, 1]))
     with pytest.raises(ValueError, match="handled twice"):
         HandlerTable([*DEFAULT_HANDLERS, NumpyHandler()])
 

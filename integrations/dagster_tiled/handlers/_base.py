@@ -40,6 +40,9 @@ class Handler:
             self.spec is None or any(spec.name == self.spec for spec in node.specs)
         )
 
+    def validate(self, obj: Any) -> None:
+        """Raise (before any request) if ``obj`` cannot be stored faithfully."""
+
     def write(self, parent, key: str, obj: Any, metadata: dict) -> Any:
         """Write ``obj`` as child ``key`` of container ``parent`` (replacing what is there); return the node."""
         raise NotImplementedError
@@ -88,13 +91,14 @@ class HandlerTable:
         return None
 
     def for_value(self, obj: Any) -> Handler:
-        """The handler for an output value; TypeError naming the supported types otherwise."""
+        """The handler for an output value (checked by it); TypeError naming the supported types otherwise."""
         handler = self._by_class(type(obj))
         if handler is None:
             raise TypeError(
                 f"TiledIOManager cannot store a {type(obj).__module__}.{type(obj).__qualname__}; "
                 f"supported types: {self.supported()}"
             )
+        handler.validate(obj)
         return handler
 
     def for_annotation(self, annotation: Any) -> Handler | None:

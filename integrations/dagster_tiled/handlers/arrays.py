@@ -25,6 +25,12 @@ class NumpyHandler(Handler):
     type_paths = ("numpy:ndarray",)
     family = "array"
 
+    def validate(self, obj):
+        import numpy as np
+
+        if isinstance(obj, np.ma.MaskedArray):
+            raise TypeError("a masked array would lose its mask in Tiled: store .filled(...) and the mask separately")
+
     def write(self, parent, key, obj, metadata):
         return parent.write_array(obj, key=key, metadata=metadata, on_conflict="replace")
 
