@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from _checks import sends_no_request
 from tiled_core.client import from_uri
 from tiled_core.client._awkward_plan import plan
 from tiled_core.client.awkward import AwkwardClient
@@ -49,23 +50,11 @@ def _same(result, expected) -> None:
 
 
 @pytest.fixture(scope="module")
-def arrays(ref_root):
+def stored(ref_root):
     node = ref_root.create_container(f"awkward-{uuid.uuid4().hex[:8]}")
     for name, array in ARRAYS.items():
         node.write_awkward(array, key=name, metadata={"n": name})
     return node.item["id"]
-
-
-@pytest.fixture(scope="module", params=["numpy", "dask"])
-def node(request, tiled_server, arrays):
-    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key, structure_clients=request.param)
-    yield client[arrays]
-    client.context.close()
-
-
-@pytest.fixture(scope="module")
-def ref_node(ref_root, arrays):
-    return ref_root[arrays]
 
 
 # -- reads ---------------------------------------------------------------------
@@ -142,14 +131,12 @@ def test_slicing_other_forms(node, name, selection):
         assert result == expected
 
 
-@pytest.mark.parametrize("selection, error", [("nope", Exception), (40, IndexError), (-41, IndexError),
-                                               ((slice(None), "q"), Exception)])
+@pytest.mark.parametrize("selection, error", [("nope", ak.errors.FieldNotFoundError), (40, IndexError),
+                                               (-41, IndexError), ((slice(None), "q"), ak.errors.FieldNotFoundError)])
 def test_bad_selections_fail_before_any_request(node, selection, error):
     client = node["records"]
-    before = client.context.session.request_count
-    with pytest.raises(error):
+    with sends_no_request(client), pytest.raises(error):
         client[selection]
-    assert client.context.session.request_count == before
 
 
 # -- export ------------------------------------------------------------------
@@ -200,14 +187,13 @@ def test_rewrite_checks_form_and_length(scratch, ref_scratch):
     replacement = ak.Array([[9.0], [8.0, 7.0], [], [6.0]])
     client.write(replacement)
     _same(ref_scratch["l"].read(), replacement)
-    before = client.context.session.request_count
-    with pytest.raises(ValueError, match="length"):
-        client.write(ak.Array([[1.0]]))
-    with pytest.raises(ValueError, match="form"):
-        client.write(ak.Array([[1], [2], [3], [4]]))  # int64, not float64
-    with pytest.raises(ValueError, match="missing"):
-        client.write({"node0-offsets": np.array([0, 0, 0, 0, 0])})
-    assert client.context.session.request_count == before
+    with sends_no_request(client):
+        with pytest.raises(ValueError, match="length"):
+            client.write(ak.Array([[1.0]]))
+        with pytest.raises(ValueError, match="form"):
+            client.write(ak.Array([[1], [2], [3], [4]]))  # int64, not float64
+        with pytest.raises(ValueError, match="missing"):
+            client.write({"node0-offsets": np.array([0, 0, 0, 0, 0])})
     client.write(pack_awkward(replacement)[2])  # buffers, as the reference client takes them
     _same(ref_scratch["l"].read(), replacement)
 
@@ -253,12 +239,12 @@ def test_reads_over_the_size_limit_fetch_buffers_separately(small_limit_server):
     big = ak.zip({"a": np.arange(2000, dtype="f8"), "b": np.arange(2000, dtype="i8")})  # 2 x 16 kB buffers
     ref = ref_from_uri(small_limit_server.uri, api_key=small_limit_server.api_key)
     try:
-        ref.write_awkward(big, key="big")
+        ref.write_awkward(big, key="big-awkward")
     finally:
         ref.context.close()
     root = from_uri(small_limit_server.uri, api_key=small_limit_server.api_key)
     try:
-        client = root["big"]
+        client = root["big-awkward"]
         before = root.context.session.request_count
         _same(client.read(), big)
         assert root.context.session.request_count - before == 3  # refused, then one buffer per request

@@ -8,6 +8,7 @@ from ..codecs.sparse import check_coo_parts
 from ..structures import SparseStructure
 from . import _sparse_io
 from ._slicing import block_selection, normalize
+from .array import ArrayClient
 from .base import BaseClient
 
 __all__ = ["SparseClient"]
@@ -30,21 +31,11 @@ class SparseClient(BaseClient):
             self._structure = SparseStructure.from_json(self._structure or self.item["attributes"]["structure"])
         return self._structure
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.structure().shape
-
-    @property
-    def chunks(self) -> tuple[tuple[int, ...], ...]:
-        return self.structure().chunks
-
-    @property
-    def dims(self) -> tuple[str, ...] | None:
-        return self.structure().dims
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
+    # The same as for dense arrays: read from the structure, no request.
+    shape = ArrayClient.shape
+    chunks = ArrayClient.chunks
+    dims = ArrayClient.dims
+    ndim = ArrayClient.ndim
 
     @property
     def dtype(self) -> np.dtype | None:
