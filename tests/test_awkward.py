@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 
 import awkward as ak
@@ -19,7 +20,7 @@ import pytest
 
 from _checks import sends_no_request
 from tiled_core.client import from_uri
-from tiled_core.client._awkward_plan import plan
+from tiled_core.client._awkward_plan import has_default_form_keys, plan
 from tiled_core.client.awkward import AwkwardClient
 from tiled_core.codecs.awkward import decode_awkward_zip, encode_buffers_zip, pack_awkward
 from tiled_core.structures import AwkwardStructure
@@ -111,13 +112,38 @@ def test_slicing_like_awkward(node, ref_node, selection):
         (..., None),
     ],
 )
-def test_only_the_touched_buffers_are_fetched(node, selection, keys):
+def test_plan_names_only_the_touched_buffers(node, selection, keys):
     form = node["records"].structure().form
     projected, needed = plan(form, selection)
     assert needed == keys
     buffers = pack_awkward(RECORDS)[2]
     rebuilt = ak.from_buffers(projected, 40, {k: buffers[k] for k in (needed or buffers)})
     _same(rebuilt[selection], RECORDS[selection])
+
+
+def _new_request_lines(server, since: int, expected: str) -> list[str]:
+    """Request lines the server logged after line ``since``, waiting (up to 10 s) for one containing ``expected``."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = (server.directory / "server.log").read_text(errors="replace").splitlines()[since:]
+        if any(expected in line for line in lines) or time.monotonic() > deadline:
+            return [line for line in lines if " /api/v1/" in line]
+        time.sleep(0.05)
+
+
+def test_reads_take_the_cheaper_route(node, tiled_server, stored):
+    """A small share of the bytes comes from /awkward/buffers (just those); a large one from /awkward/full."""
+    client = node["records"]
+    path = f"{stored}/records"
+    since = len((tiled_server.directory / "server.log").read_text(errors="replace").splitlines())
+    _same(client["x"], RECORDS["x"])
+    lines = _new_request_lines(tiled_server, since, f"/awkward/buffers/{path}?form_key=node1-data ")
+    assert any(f"/awkward/buffers/{path}?form_key=node1-data " in line for line in lines), lines
+    assert not any("/awkward/full/" in line for line in lines)
+    since += len(lines)
+    _same(client[["x", "z", "y"]], RECORDS[["x", "z", "y"]])
+    lines = _new_request_lines(tiled_server, since, f"/awkward/full/{path} ")
+    assert any(f"/awkward/full/{path} " in line for line in lines), lines
 
 
 @pytest.mark.parametrize("name, selection", [("tuples", "1"), ("union", 2), ("nested", (1, ...)),
@@ -196,6 +222,19 @@ def test_rewrite_checks_form_and_length(scratch, ref_scratch):
             client.write({"node0-offsets": np.array([0, 0, 0, 0, 0])})
     client.write(pack_awkward(replacement)[2])  # buffers, as the reference client takes them
     _same(ref_scratch["l"].read(), replacement)
+
+
+def test_custom_form_keys_round_trip(scratch, ref_scratch):
+    """Buffers named by a writer's own form keys are read by those names (not via /awkward/full)."""
+    form, length, container = ak.to_buffers(RECORDS, form_key="k{id}")
+    assert not has_default_form_keys(form.to_dict()) and has_default_form_keys(pack_awkward(RECORDS)[0])
+    source = {"structure_family": "awkward", "structure": {"length": length, "form": form.to_dict()},
+              "mimetype": None, "parameters": {}, "properties": {}, "assets": [], "management": "writable", "id": None}
+    client = scratch.new("awkward", [source], key="custom")
+    client.write(container)
+    _same(scratch["custom"].read(), RECORDS)
+    _same(scratch["custom"][("r", "b")], RECORDS["r", "b"])
+    _same(ref_scratch["custom"].read(), RECORDS)
 
 
 def test_on_conflict(scratch, ref_scratch):
