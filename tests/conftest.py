@@ -29,6 +29,15 @@ def second_server():
         yield server
 
 
+@pytest.fixture(scope="module")
+def proxy(tiled_server):
+    """A loopback fault proxy (tests/_proxy.py) in front of the main server, one per test module."""
+    from _proxy import FaultProxy
+
+    with FaultProxy("127.0.0.1", tiled_server.port) as p:
+        yield p
+
+
 @pytest.fixture(scope="session")
 def ref_root(tiled_server):
     """The reference `tiled.client` connected to the main server (interop, test data)."""

@@ -21,13 +21,6 @@ from tiled_core.client.container import Container
 from tiled_core.client.context import Context
 from tiled_core.transport import AuthenticationError, ConnectionFailed
 
-from _proxy import FaultProxy
-
-
-@pytest.fixture(scope="module")
-def proxy(tiled_server):
-    with FaultProxy("127.0.0.1", tiled_server.port) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

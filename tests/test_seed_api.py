@@ -15,14 +15,8 @@ SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "python-client-
 # shrink as they land: the test fails if a name here starts to resolve.
 PENDING = {
     # issue 3: tables, sparse, awkward, xarray
-    "tiled.client.dataframe.DaskDataFrameClient", "tiled.client.dataframe.DaskDataFrameClient.read_partition",
-    "tiled.client.dataframe.DaskDataFrameClient.read", "tiled.client.dataframe.DaskDataFrameClient.export",
-    "tiled.client.dataframe.DaskDataFrameClient.write", "tiled.client.dataframe.DaskDataFrameClient.write_partition",
-    "tiled.client.dataframe.DataFrameClient", "tiled.client.dataframe.DataFrameClient.read_partition",
-    "tiled.client.dataframe.DataFrameClient.read", "tiled.client.dataframe.DataFrameClient.export",
-    "tiled.client.dataframe.DataFrameClient.write", "tiled.client.dataframe.DataFrameClient.write_partition",
     # issue 4: the rest of the write path
-    "tiled.client.container.Container.write_dataframe", "tiled.client.base.BaseClient.replace_metadata",
+    "tiled.client.base.BaseClient.replace_metadata",
     "tiled.client.base.BaseClient.update_metadata", "tiled.client.base.BaseClient.patch_metadata",
     "tiled.client.base.BaseClient.build_metadata_patches", "tiled.client.array.DaskArrayClient.patch",
     # issue 5: authentication and the cache

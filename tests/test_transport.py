@@ -26,16 +26,9 @@ from tiled_core.transport import (
     TruncatedResponse,
 )
 
-from _proxy import FaultProxy
 
 ATTEMPTS = 3
 DATA = np.arange(5000, dtype="float64").reshape(50, 100)
-
-
-@pytest.fixture(scope="module")
-def proxy(tiled_server):
-    with FaultProxy("127.0.0.1", tiled_server.port) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,10 @@ class ServerStartError(RuntimeError):
     """The server process exited or did not become ready in time."""
 
 
+class _PortTaken(ServerStartError):
+    """Another server answers on the port this one was to use."""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -119,9 +123,18 @@ class LocalTiledServer:
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="tiled-core-server-"))
         self._directory.mkdir(parents=True, exist_ok=True)
-        if self._port is None:
+        if self._port is not None:
+            self._spawn()
+            return self
+        for attempt in range(3):
+            # A free port can be taken by another process before the server binds it.
             self._port = _free_port()
-        self._spawn()
+            try:
+                self._spawn()
+                return self
+            except _PortTaken:
+                if attempt == 2:
+                    raise
         return self
 
     def _command(self) -> list[str]:
@@ -167,7 +180,10 @@ class LocalTiledServer:
                 )
             try:
                 if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
+                    if self._answers_with_our_key():
+                        return
+                    self._terminate()
+                    raise _PortTaken(f"another server answers on port {self.port}")
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
@@ -175,6 +191,11 @@ class LocalTiledServer:
         raise ServerStartError(
             f"tiled server on port {self.port} not ready after {self._startup_timeout}s:\n{self.log_tail()}"
         )
+
+    def _answers_with_our_key(self) -> bool:
+        # /healthz answers for any server on the port; only ours accepts our key.
+        reply = httpx.get(f"{self.uri}/metadata/", headers={"Authorization": f"Apikey {self._api_key}"}, timeout=1.0)
+        return reply.status_code == 200
 
     def log_tail(self, lines: int = 30) -> str:
         if self._log_path is None or not self._log_path.exists():

@@ -15,6 +15,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "xarray_dataset": "tiled_core.client.xarray:DatasetClient",  # a spec, matched before families
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:ArrayClient",
+        "table": "tiled_core.client.dataframe:DataFrameClient",
     },
     "dask": {
         # sparse and awkward have no lazy client (nor does the reference): both modes read eagerly
@@ -23,6 +24,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "xarray_dataset": "tiled_core.client.xarray:DaskDatasetClient",
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:DaskArrayClient",
+        "table": "tiled_core.client.dataframe:DaskDataFrameClient",
     },
 }
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..structures import ArrayStructure, ContainerStructure, Spec
+from ..structures import ArrayStructure, ContainerStructure, Spec, TableStructure
 from ..transport import NotAcceptable
 from ._readonly import DictView
 from .context import Context
@@ -22,7 +22,7 @@ class _Unchanged:
 
 UNCHANGED = _Unchanged()
 
-_STRUCTURE_TYPES = {"array": ArrayStructure, "container": ContainerStructure}
+_STRUCTURE_TYPES = {"array": ArrayStructure, "container": ContainerStructure, "table": TableStructure}
 
 
 def _path_parts(item: dict) -> tuple[str, ...]:

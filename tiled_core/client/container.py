@@ -341,6 +341,59 @@ class Container(BaseClient, collections.abc.Mapping):
         except NotFound:
             raise KeyError(key) from None
 
+    # -- tables ------------------------------------------------------------
+    def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
+                        specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create a table node and upload ``data``: a pandas or dask DataFrame (or a dict of columns).
+
+        A dask DataFrame keeps its partitions as the table's partitions; they
+        are computed and uploaded one by one (bounded concurrency), never whole.
+        Column names must be strings not starting with ``_`` (checked before
+        any request). The table is stored as Parquet: use
+        ``create_appendable_table`` for one that grows by appending rows.
+        ``on_conflict`` ("error", "skip", "replace") decides what happens when
+        ``key`` exists; see :mod:`tiled_core.client._conflict`.
+        """
+        from ._table_upload import table_data_source, upload_table
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        prepared, source = table_data_source(data)
+        target = begin_write(self, "table", [source], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            upload_table(target.client, prepared)
+            finish_write(target.client)
+        return target.client
+
+    def write_table(self, data, *, key: str | None = None, metadata: dict | None = None,
+                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create a table node and upload ``data`` (the reference client's newer name for write_dataframe)."""
+        return self.write_dataframe(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags,
+                                    on_conflict=on_conflict)
+
+    def create_appendable_table(self, schema, npartitions: int = 1, *, key: str | None = None,
+                                metadata: dict | None = None, specs: list | None = None,
+                                access_tags: list[str] | None = None, table_name: str | None = None,
+                                on_conflict: str = "error"):
+        """Create an empty table in the server's SQL storage, whose partitions grow with ``append_partition``.
+
+        ``schema`` is a ``pyarrow.Schema``; the server lower-cases column names.
+        With ``on_conflict="skip"`` an existing table of the same structure is
+        returned as it is (rows appended so far included).
+        """
+        from ._table_upload import appendable_data_source
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        source = appendable_data_source(schema, npartitions, table_name)
+        # No data to upload: an empty table is complete as created, so it carries no incomplete mark.
+        target = begin_write(self, "table", [source], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            finish_write(target.client)
+        return target.client
+
     def write_sparse(self, coords, data, shape, *, key: str | None = None, metadata: dict | None = None, dims=None,
                      specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
         """Create a sparse (COO) array node from ``coords`` (ndim x nnz), ``data`` (nnz) and ``shape``.

@@ -64,13 +64,6 @@ class SessionHandle:
         self._session = session  # keeps the connection alive as long as a graph needs it
         _LIVE[self._id] = session
 
-    @classmethod
-    def _rebuild(cls, handle_id: str, base_url: str, source: CredentialSource) -> "SessionHandle":
-        handle = cls.__new__(cls)
-        handle._id, handle._base_url, handle._source = handle_id, base_url, source
-        handle._session = _LIVE.get(handle_id)
-        return handle
-
     @property
     def base_url(self) -> str:
         return self._base_url
@@ -97,10 +90,21 @@ class SessionHandle:
                 "this client's API key was passed directly and is not put into pickles or task graphs; "
                 "use TILED_API_KEY (or a profile) so workers can find it themselves"
             )
-        return (SessionHandle._rebuild, (self._id, self._base_url, self._source))
+        return (_rebuild_handle, (self._id, self._base_url, self._source))
 
     def __dask_tokenize__(self):
-        return ("tiled-core-session", self._base_url)
+        # The id (kept through pickling) tells connections apart: dask-expr shares expressions
+        # with equal tokens, so two connections to one server must not tokenize alike.
+        return ("tiled-core-session", self._base_url, self._id)
 
     def __repr__(self) -> str:
         return f"<SessionHandle {self._base_url}>"
+
+
+def _rebuild_handle(handle_id: str, base_url: str, source: CredentialSource) -> SessionHandle:
+    # A module-level function, not a classmethod: cloudpickle (Prefect, Dask's fallback) pickles a
+    # classmethod's function by value, dragging in this module's weak registry, which cannot be pickled.
+    handle = SessionHandle.__new__(SessionHandle)
+    handle._id, handle._base_url, handle._source = handle_id, base_url, source
+    handle._session = _LIVE.get(handle_id)
+    return handle

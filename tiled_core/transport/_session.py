@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import random
 import re
 import threading
@@ -54,6 +55,16 @@ def _broken_connection(method: str, url: str, exc: Exception) -> TransportError:
     return ConnectionFailed(f"connection broke during {method} {url}: {exc}")
 
 
+def _is_loopback(base_url: str) -> bool:
+    host = httpx.URL(base_url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _retry_after(response_headers) -> float | None:
     value = response_headers.get("retry-after")
     if value is None:
@@ -77,8 +88,10 @@ class Session:
         http_client: use this httpx.Client (e.g. an in-process ASGI test client)
             instead of opening a network pool.
         compression: ``"auto"`` (no compression for raw array bytes, which are
-            mostly incompressible; httpx's defaults for documents), ``"none"``,
-            or an ``Accept-Encoding`` value to ask for everywhere.
+            mostly incompressible, nor for any data from a server on the
+            loopback interface, where compressing only costs the server CPU;
+            httpx's defaults otherwise), ``"none"``, or an ``Accept-Encoding``
+            value to ask for everywhere.
     """
 
     def __init__(
@@ -101,6 +114,7 @@ class Session:
         self.retry = retry or RetryPolicy.from_env()
         self._auth = ApiKeyAuth(api_key) if api_key else None
         self._compression = compression
+        self._loopback = _is_loopback(self._base_url)
         base_headers = {"user-agent": user_agent()}
         base_headers.update(headers or {})
         if http_client is None:
@@ -144,9 +158,9 @@ class Session:
         return f"{self._base_url}/{quote(path, safe='/')}" if path else f"{self._base_url}/"
 
     # -- the retry loop ----------------------------------------------------
-    def _with_retries(self, method: str, url: str, attempt: Callable[[], T]) -> T:
+    def _with_retries(self, method: str, url: str, attempt: Callable[[], T], *, idempotent: bool | None = None) -> T:
         policy = self.retry
-        idempotent = method in _IDEMPOTENT
+        idempotent = method in _IDEMPOTENT if idempotent is None else idempotent
         start = time.monotonic()
         tries = 0
         while True:
@@ -195,7 +209,7 @@ class Session:
     def _data_headers(self, accept: str) -> dict[str, str]:
         headers = {"accept": accept}
         if self._compression == "auto":
-            if accept == "application/octet-stream":
+            if accept == "application/octet-stream" or self._loopback:
                 headers["accept-encoding"] = "identity"
         elif self._compression == "none":
             headers["accept-encoding"] = "identity"
@@ -217,19 +231,34 @@ class Session:
 
         return self._with_retries("GET", url, attempt)
 
-    def get_bytes(self, path: str, params: Params = None, *, accept: str, expected_size: int | None = None) -> bytes:
-        """GET a body whole; with ``expected_size`` a body of another size is an error."""
+    def get_bytes(self, path: str, params: Params = None, *, accept: str, expected_size: int | None = None,
+                  json: Any = None) -> bytes:
+        """GET a body whole; with ``expected_size`` a body of another size is an error.
+
+        With ``json``, the query goes as a POST body instead (read routes that
+        take one, e.g. long column lists). Such a POST only reads, so it is
+        retried like a GET.
+        """
         url = self.url(path)
         headers = self._data_headers(accept)
+        method = "GET" if json is None else "POST"
+        content = None
+        if json is not None:
+            import orjson
+
+            content = orjson.dumps(json)
+            headers["content-type"] = JSON
 
         def attempt():
-            response = self._check(self._http.get(url, params=params, headers=headers, auth=self._auth), url)
+            response = self._check(
+                self._http.request(method, url, params=params, content=content, headers=headers, auth=self._auth), url
+            )
             body = response.content
             if expected_size is not None and len(body) != expected_size:
                 raise MalformedResponse(f"{url}: got {len(body)} bytes, expected {expected_size}")
             return body
 
-        return self._with_retries("GET", url, attempt)
+        return self._with_retries(method, url, attempt, idempotent=True)
 
     def read_into(self, path: str, params: Params, *, accept: str, out: memoryview) -> None:
         """GET a binary body of exactly ``len(out)`` bytes into ``out``."""
