@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,7 +30,7 @@ import time
 import awkward as ak
 import numpy as np
 
-from bench_foundation import compare, log
+from bench_foundation import compare, footer, log, publish
 from tiled_core.client import from_uri as core_from_uri
 from tiled_core.server import LocalTiledServer
 from tiled_core.structures import BuiltinDtype, SparseStructure
@@ -145,11 +144,7 @@ def report(results: dict) -> str:
     for name, label in LABELS.items():
         r = results["cases"][name]
         lines.append(f"| {label} | {r['tiled_core']:.3f} | {r['reference']:.3f} | {r['speedup']:.2f}x |")
-    lines += [
-        "",
-        f"Total {results['total_seconds']:.0f}s; load average {results['load_average_start'][0]:.1f} at start, "
-        f"{results['load_average_end'][0]:.1f} at end on {results['config']['cpus']} CPUs",
-    ]
+    lines += ["", footer(results)]
     return "\n".join(lines)
 
 
@@ -172,14 +167,12 @@ def main(argv=None) -> None:
         log(f"server at {server.uri}")
         results["data"] = populate(server, nnz, rows)
         log(f"wrote the data in {time.perf_counter() - start:.1f}s")
+        timings = time.perf_counter()
         results["cases"] = run_cases(server, args.repeat)
+        results["cases_seconds"] = time.perf_counter() - timings
     results["load_average_end"] = os.getloadavg()
     results["total_seconds"] = time.perf_counter() - start
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=list)
-        log(f"results written to {args.json}")
+    publish(results, report(results), args.json)
 
 
 if __name__ == "__main__":

@@ -9,20 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..transport import MalformedResponse
-
-ARROW_FILE = "application/vnd.apache.arrow.file"
+from .table import ARROW_FILE, decode_arrow, encode_arrow
 
 __all__ = ["ARROW_FILE", "decode_coo_arrow", "encode_coo_arrow", "coo_from_parts", "check_coo_parts"]
 
 
 def _columns(body) -> dict[str, np.ndarray]:
-    import pyarrow as pa
-    import pyarrow.ipc
-
-    try:
-        table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
-        raise MalformedResponse(f"sparse payload is not a readable Arrow IPC file ({exc})") from None
+    table = decode_arrow(body)
     columns = {}
     for name in table.column_names:
         column = table.column(name)
@@ -92,14 +85,7 @@ def check_coo_parts(coords, data, ndim: int | None = None) -> tuple[np.ndarray, 
     return coords, data
 
 
-def encode_coo_arrow(coords, data) -> bytes:
+def encode_coo_arrow(coords, data) -> memoryview:
     """COO ``coords`` (ndim x nnz) and ``data`` (nnz) -> Arrow IPC file bytes (``data`` last)."""
-    import pyarrow as pa
-    import pyarrow.ipc
-
     coords, data = check_coo_parts(coords, data)
-    table = pa.table({**{f"dim{i}": coords[i] for i in range(coords.shape[0])}, "data": data})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return encode_arrow({**{f"dim{i}": coords[i] for i in range(coords.shape[0])}, "data": data})
