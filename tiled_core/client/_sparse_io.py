@@ -7,12 +7,8 @@ import numpy as np
 from ..codecs.sparse import ARROW_FILE, coo_from_parts, decode_coo_arrow, encode_coo_arrow
 from ..transport import ClientError, Session
 from ._array_io import _route, _split_axis
+from ._limits import too_large
 from ._slicing import Selection
-
-
-def too_large(error: ClientError) -> bool:
-    """The server refused because the response would exceed its size limit (300 MB by default)."""
-    return error.status == 400 and "would exceed" in str(error.detail)
 
 
 def read_selection(session: Session, path: tuple[str, ...], selection: Selection, *, whole: bool = False):

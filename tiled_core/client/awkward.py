@@ -9,7 +9,7 @@ from ..codecs.awkward import ZIP, array_from_buffers, decode_buffers_zip, encode
 from ..structures import AwkwardStructure
 from ..transport import ClientError
 from ._awkward_plan import has_default_form_keys, plan
-from ._sparse_io import too_large
+from ._limits import too_large
 from .base import BaseClient
 
 __all__ = ["AwkwardClient"]

@@ -14,11 +14,6 @@ from .base import BaseClient
 __all__ = ["SparseClient"]
 
 
-def _check_in_bounds(coords: np.ndarray, shape: tuple[int, ...], what: str) -> None:
-    if coords.size and ((coords.min(axis=1) < 0).any() or (coords.max(axis=1) >= np.asarray(shape)).any()):
-        raise ValueError(f"coords fall outside the {what} of shape {shape}")
-
-
 class SparseClient(BaseClient):
     """A sparse (COO) array node; ``read()`` and ``c[...]`` return ``sparse.COO`` objects.
 
@@ -52,13 +47,14 @@ class SparseClient(BaseClient):
     def read(self, slice=None):
         """The whole array, or a numpy-style selection of it, as a ``sparse.COO``.
 
-        An all-integer selection gives the element as a numpy scalar, as sparse does.
-        Raises IndexError/TypeError/ValueError for a bad selection before any request.
+        One request (the server joins the blocks); a response over the server's
+        size limit is split into concurrent halves. An all-integer selection
+        gives the element as a numpy scalar, as sparse does. Raises
+        IndexError/TypeError/ValueError for a bad selection before any request.
         """
         structure = self.structure()
         selection = normalize(slice, structure.shape)
         session = self._context.session
-        # One request, as for one block: on this server, several concurrent block reads were no faster.
         if not selection.shape and structure.shape:
             return _sparse_io.element(_sparse_io.read_selection(session, self._path, _sparse_io.as_box(selection)))
         coo = _sparse_io.read_selection(session, self._path, selection, whole=slice is None)
@@ -95,16 +91,14 @@ class SparseClient(BaseClient):
         structure = self.structure()
         if any(len(sizes) > 1 for sizes in structure.chunks):
             raise ValueError(f"{self.path} has {structure.chunks} chunks: write each block with write_block")
-        coords, data = check_coo_parts(coords, data, structure.ndim)
-        _check_in_bounds(coords, structure.shape, "array")
+        coords, data = check_coo_parts(coords, data, structure.shape)
         _sparse_io.put(self._context.session, self._path, coords, data)
 
     def write_block(self, coords, data, block) -> None:
         """Replace one block's data; ``coords`` are local to the block."""
         structure = self.structure()
         block = block_selection(block, structure.chunks)
-        coords, data = check_coo_parts(coords, data, structure.ndim)
-        _check_in_bounds(coords, tuple(sizes[i] for i, sizes in zip(block, structure.chunks)), f"block {block}")
+        coords, data = check_coo_parts(coords, data, tuple(sizes[i] for i, sizes in zip(block, structure.chunks)))
         _sparse_io.put(self._context.session, self._path, coords, data, block=block)
 
     # -- export ------------------------------------------------------------

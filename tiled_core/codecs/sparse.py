@@ -66,22 +66,29 @@ def coo_from_parts(coords: np.ndarray, data: np.ndarray, shape: tuple[int, ...])
     return sparse.COO(coords, data, shape=shape, has_duplicates=not canonical, sorted=canonical)
 
 
-def check_coo_parts(coords, data, ndim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Validate COO ``coords`` (ndim x nnz integers) and ``data`` (nnz values) for upload."""
+def check_coo_parts(coords, data, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate COO ``coords`` (ndim x nnz integers) and ``data`` (nnz values) for upload.
+
+    With ``shape``, the coordinates must have one row per dimension and lie inside it.
+    Raises ValueError or TypeError.
+    """
     coords = np.asarray(coords)
     data = np.asarray(data)
-    if coords.ndim == 1 and ndim == 1:
+    if coords.ndim == 1 and shape is not None and len(shape) == 1:
         coords = coords[np.newaxis, :]
     if coords.ndim != 2:
         raise ValueError(f"coords must be a 2-D array (ndim x nnz), not {coords.ndim}-D")
-    if ndim is not None and coords.shape[0] != ndim:
-        raise ValueError(f"coords has {coords.shape[0]} rows; the array has {ndim} dimensions")
     if coords.size and coords.dtype.kind not in "iu":
         raise TypeError(f"coords must be integers, not {coords.dtype}")
     if data.ndim != 1 or len(data) != coords.shape[1]:
         raise ValueError(f"data must be 1-D with one value per coordinate ({coords.shape[1]}), not shape {data.shape}")
     if data.dtype.kind in "OV":
         raise TypeError(f"sparse data of dtype {data.dtype} cannot be sent to a Tiled server")
+    if shape is not None:
+        if coords.shape[0] != len(shape):
+            raise ValueError(f"coords has {coords.shape[0]} rows; the array has {len(shape)} dimensions")
+        if coords.size and ((coords.min(axis=1) < 0).any() or (coords.max(axis=1) >= np.asarray(shape)).any()):
+            raise ValueError(f"coords fall outside shape {tuple(shape)}")
     return coords, data
 
 
