@@ -441,11 +441,17 @@ def publish(results: dict, text: str, json_path: str | None) -> None:
         log(f"results written to {json_path}")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark here takes: --repeat, --quick, --json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and client (median reported)")
     parser.add_argument("--quick", action="store_true", help="small sizes (16 MiB array, 200 entries)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = make_parser(__doc__)
     parser.add_argument("--populate-over-http", action="store_true",
                         help="create the listing nodes with tiled_core over HTTP (about a minute more) "
                              "instead of through tiled's catalog API before the server starts")
