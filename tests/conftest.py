@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 
 import pytest
 
-from tiled_core.server import LocalTiledServer
+from tiled_core.server import ConfiguredTiledServer, LocalTiledServer
+
+#: Token lifetimes of the password-protected server: short, so refresh is exercised.
+ACCESS_TOKEN_SECONDS = 3
 
 # No telemetry from anything a test starts.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -39,9 +43,24 @@ def dask_client():
         yield client
 
 
+@pytest.fixture(scope="session")
+def auth_server():
+    """A password-protected server (tiled's DictionaryAuthenticator): users alice and bob.
+
+    ``auth_server.passwords`` maps user -> password (random per session);
+    access tokens live ACCESS_TOKEN_SECONDS.
+    """
+    passwords = {"alice": "pw-a-" + secrets.token_hex(8), "bob": "pw-b-" + secrets.token_hex(8)}
+    with ConfiguredTiledServer.with_passwords(
+        passwords, access_token_max_age=ACCESS_TOKEN_SECONDS, refresh_token_max_age=3600
+    ) as server:
+        server.passwords = passwords
+        yield server
+
+
 @pytest.fixture(scope="module")
 def proxy(tiled_server):
-    """A loopback fault proxy (tests/_proxy.py) in front of the main server, one per test module."""
+    """A fault-injecting, request-recording loopback proxy in front of the main server (tests/_proxy.py)."""
     from _proxy import FaultProxy
 
     with FaultProxy("127.0.0.1", tiled_server.port) as p:
@@ -78,3 +97,37 @@ def root(tiled_server):
 def scratch(root, ref_scratch):
     """The same fresh container as `ref_scratch`, seen through tiled_core."""
     return root[ref_scratch.item["id"]]
+
+
+@pytest.fixture(scope="module", params=["numpy", "dask"])
+def mode_root(request, tiled_server):
+    """A tiled_core root client in each structure-client mode ("numpy", then "dask")."""
+    from tiled_core.client import from_uri
+
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key, structure_clients=request.param)
+    yield client
+    client.context.close()
+
+
+@pytest.fixture(scope="module")
+def node(mode_root, stored):
+    """The container a test module filled (its ``stored`` fixture gives the key), in each mode."""
+    return mode_root[stored]
+
+
+@pytest.fixture(scope="module")
+def ref_node(ref_root, stored):
+    """The same container through the reference client."""
+    return ref_root[stored]
+
+
+@pytest.fixture(scope="session")
+def small_limit_server():
+    """A server whose response size limit is 20 kB, to exercise reads that must be split."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TILED_RESPONSE_BYTESIZE_LIMIT", "20000")
+        server = LocalTiledServer().start()  # the variable stays in this process only while starting
+    try:
+        yield server
+    finally:
+        server.stop()

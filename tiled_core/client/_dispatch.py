@@ -10,12 +10,21 @@ __all__ = ["DEFAULT_STRUCTURE_CLIENT_DISPATCH", "client_for_item", "resolve_stru
 
 DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
     "numpy": {
+        "sparse": "tiled_core.client.sparse:SparseClient",
+        "awkward": "tiled_core.client.awkward:AwkwardClient",
+        "xarray_dataset": "tiled_core.client.xarray:DatasetClient",  # a spec, matched before families
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:ArrayClient",
+        "table": "tiled_core.client.dataframe:DataFrameClient",
     },
     "dask": {
+        # sparse and awkward have no lazy client (nor does the reference): both modes read eagerly
+        "sparse": "tiled_core.client.sparse:SparseClient",
+        "awkward": "tiled_core.client.awkward:AwkwardClient",
+        "xarray_dataset": "tiled_core.client.xarray:DaskDatasetClient",
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:DaskArrayClient",
+        "table": "tiled_core.client.dataframe:DaskDataFrameClient",
     },
 }
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..structures import ArrayStructure, ContainerStructure, Spec
+from ..structures import ArrayStructure, ContainerStructure, Spec, TableStructure
 from ..transport import NotAcceptable
 from ._readonly import DictView
 from .context import Context
@@ -22,7 +22,7 @@ class _Unchanged:
 
 UNCHANGED = _Unchanged()
 
-_STRUCTURE_TYPES = {"array": ArrayStructure, "container": ContainerStructure}
+_STRUCTURE_TYPES = {"array": ArrayStructure, "container": ContainerStructure, "table": TableStructure}
 
 
 def _path_parts(item: dict) -> tuple[str, ...]:
@@ -157,6 +157,20 @@ class BaseClient:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path or '/'}>"
 
+    # -- login -----------------------------------------------------------------
+    def login(self, *, username: str | None = None, password: str | None = None, remember_me: bool = True,
+              provider: str | None = None) -> None:
+        """Log in with a username and password (asked for at a terminal when not given).
+
+        Without a terminal, missing credentials are a ``CannotPrompt`` error at
+        once. See ``Context.login``.
+        """
+        self._context.authenticate(remember_me=remember_me, username=username, password=password, provider=provider)
+
+    def logout(self) -> None:
+        """Log out (revoke the session, forget its tokens). Idempotent."""
+        self._context.logout()
+
     def __dask_tokenize__(self):
         return (type(self).__name__, self.uri)
 
@@ -203,3 +217,14 @@ class BaseClient:
                         filepath.write(chunk)
         except NotAcceptable as error:
             raise ValueError(f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}") from None
+
+    # -- fallback for families and specs without a client ------------------
+    def read(self, *args, **kwargs):
+        """Nodes without a dedicated client cannot be read; say so plainly (subclasses override this)."""
+        specs = [s.name for s in self.specs]
+        raise NotImplementedError(
+            f"{self.path or '/'} is a {self.structure_family!r} node"
+            + (f" with specs {specs}" if specs else "")
+            + " and tiled_core has no client that reads it; its metadata, item and structure() are"
+            " available, or pass structure_clients={family or spec name: class} to from_uri"
+        )

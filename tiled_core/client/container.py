@@ -342,3 +342,107 @@ class Container(BaseClient, collections.abc.Mapping):
             self._context.session.send("DELETE", "metadata/" + "/".join(self._path + split_path(key)), params=params)
         except NotFound:
             raise KeyError(key) from None
+
+    # -- tables ------------------------------------------------------------
+    def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
+                        specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create a table node and upload ``data``: a pandas or dask DataFrame (or a dict of columns).
+
+        A dask DataFrame keeps its partitions as the table's partitions; they
+        are computed and uploaded one by one (bounded concurrency), never whole.
+        Column names must be strings not starting with ``_`` (checked before
+        any request). The table is stored as Parquet: use
+        ``create_appendable_table`` for one that grows by appending rows.
+        ``on_conflict`` ("error", "skip", "replace") decides what happens when
+        ``key`` exists; see :mod:`tiled_core.client._conflict`.
+        """
+        from ._table_upload import table_data_source, upload_table
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        prepared, source = table_data_source(data)
+        target = begin_write(self, "table", [source], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            upload_table(target.client, prepared)
+            finish_write(target.client)
+        return target.client
+
+    def write_table(self, data, *, key: str | None = None, metadata: dict | None = None,
+                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create a table node and upload ``data`` (the reference client's newer name for write_dataframe)."""
+        return self.write_dataframe(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags,
+                                    on_conflict=on_conflict)
+
+    def create_appendable_table(self, schema, npartitions: int = 1, *, key: str | None = None,
+                                metadata: dict | None = None, specs: list | None = None,
+                                access_tags: list[str] | None = None, table_name: str | None = None,
+                                on_conflict: str = "error"):
+        """Create an empty table in the server's SQL storage, whose partitions grow with ``append_partition``.
+
+        ``schema`` is a ``pyarrow.Schema``; the server lower-cases column names.
+        With ``on_conflict="skip"`` an existing table of the same structure is
+        returned as it is (rows appended so far included).
+        """
+        from ._table_upload import appendable_data_source
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        source = appendable_data_source(schema, npartitions, table_name)
+        # No data to upload: an empty table is complete as created, so it carries no incomplete mark.
+        target = begin_write(self, "table", [source], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            finish_write(target.client)
+        return target.client
+
+    def write_sparse(self, coords, data, shape, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                     specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create a sparse (COO) array node from ``coords`` (ndim x nnz), ``data`` (nnz) and ``shape``.
+
+        One block; for a chunked sparse array use ``new("sparse", ...)`` and
+        ``SparseClient.write_block``. Bad coordinates raise before any request.
+        ``on_conflict``: ``"error"``, ``"skip"`` or ``"replace"`` (see ``write_array``).
+        """
+        from ..codecs.sparse import check_coo_parts
+        from ..structures import SparseStructure
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        shape = tuple(int(s) for s in shape)
+        coords, data = check_coo_parts(coords, data, shape)
+        structure = SparseStructure.from_coo(coords, data, shape, dims=dims)
+        target = begin_write(self, "sparse", [_writable_source("sparse", structure)], key=validated, metadata=metadata,
+                             specs=specs, access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            target.client.write(coords, data)
+            finish_write(target.client)
+        return target.client
+
+    def write_awkward(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                      specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Create an awkward array node from ``array`` (an ``awkward.Array`` or what it accepts).
+
+        The array is packed first, so only the data it shows is sent. ``dims`` is
+        accepted for compatibility with the reference client, which ignores it too.
+        ``on_conflict``: ``"error"``, ``"skip"`` or ``"replace"`` (see ``write_array``).
+        """
+        from ..codecs.awkward import pack_awkward
+        from ..structures import AwkwardStructure
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        form, length, buffers = pack_awkward(array)
+        structure = AwkwardStructure(length=length, form=form)
+        target = begin_write(self, "awkward", [_writable_source("awkward", structure)], key=validated,
+                             metadata=metadata, specs=specs, access_tags=access_tags, on_conflict=on_conflict)
+        if target.needs_upload:
+            target.client.write(buffers)
+            finish_write(target.client)
+        return target.client
+
+
+def _writable_source(family: str, structure) -> dict:
+    """A data source the server stores itself (``management: writable``) for a new node."""
+    return {"structure_family": family, "structure": structure.to_json(), "mimetype": None, "parameters": {},
+            "properties": {}, "assets": [], "management": "writable", "id": None}

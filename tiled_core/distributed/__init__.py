@@ -4,11 +4,11 @@
 the ``distributed`` package and are imported on first use.
 """
 
-from ._handles import CredentialSource, EnvVarCredential, SessionHandle
+from ._handles import CredentialSource, EnvVarCredential, SessionHandle, TokenFileCredential
 from ._limits import set_worker_concurrency, worker_concurrency
 
 __all__ = [
-    "CredentialSource", "EnvVarCredential", "SessionHandle", "WorkerCredential",
+    "CredentialSource", "EnvVarCredential", "SessionHandle", "TokenFileCredential", "WorkerCredential",
     "set_worker_concurrency", "share_credentials", "use_credential_source", "worker_concurrency",
 ]
 

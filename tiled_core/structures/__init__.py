@@ -3,8 +3,12 @@
 from ._array import ArrayStructure, BuiltinDtype, Field, StructDtype
 from ._core import Spec, StructureFamily
 from ._container import ContainerStructure
+from ._table import TableStructure
+from ._sparse import SparseStructure
+from ._awkward import AwkwardStructure
 
 __all__ = [
     "ArrayStructure", "BuiltinDtype", "StructDtype", "Field",
-    "ContainerStructure", "Spec", "StructureFamily",
+    "ContainerStructure", "Spec", "StructureFamily", "TableStructure",
+    "SparseStructure", "AwkwardStructure",
 ]

@@ -1,0 +1,146 @@
+"""xarray Datasets stored as containers: the ``xarray_dataset`` spec over array children.
+
+The layout is the reference client's: a container with spec ``xarray_dataset``
+and metadata ``{"attrs": ...}``; one array child per variable, with spec
+``xarray_data_var`` or ``xarray_coord``, metadata ``{"attrs": ...}`` and its
+dimension names in the array structure's ``dims``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..structures import Spec
+from .container import Container
+
+__all__ = ["DaskDatasetClient", "DatasetClient", "write_xarray_dataset"]
+
+DATASET_SPEC = "xarray_dataset"
+DATA_VAR_SPEC = "xarray_data_var"
+COORD_SPEC = "xarray_coord"
+
+
+def _attrs(client) -> dict:
+    return copy.deepcopy(dict(client.metadata_copy()[0].get("attrs") or {}))
+
+
+class DaskDatasetClient(Container):
+    """A container holding an xarray Dataset; ``read()`` gives one backed by dask arrays.
+
+    It is still a Container: ``ds["temperature"]`` is the variable's array client.
+    """
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path or '/'}>"
+
+    def _variables(self, variables) -> list[tuple[str, str, object]]:
+        """``(name, "coord" | "data_var", client)`` for the requested variables, in stored order."""
+        if isinstance(variables, str):
+            raise TypeError("variables must be a list of names, not a single string")
+        wanted = None if variables is None else list(variables)
+        found = []
+        for name, client in self.items():
+            if wanted is not None and name not in wanted:
+                continue
+            names = {spec.name for spec in client.specs}
+            if COORD_SPEC in names:
+                role = "coord"
+            elif DATA_VAR_SPEC in names:
+                role = "data_var"
+            else:
+                raise ValueError(
+                    f"{client.path} is in an xarray_dataset but has neither the {COORD_SPEC!r} "
+                    f"nor the {DATA_VAR_SPEC!r} spec"
+                )
+            found.append((name, role, client))
+        if wanted is not None:
+            missing = sorted(set(wanted) - {name for name, _, _ in found})
+            if missing:
+                raise KeyError(f"no variables {missing} in {self.path or '/'}")
+        return found
+
+    def _dataset(self, variables, read_all):
+        import xarray
+
+        found = self._variables(variables)
+        values = read_all([client for _, _, client in found])
+        data_vars, coords = {}, {}
+        for (name, role, client), value in zip(found, values):
+            dims = client.dims
+            if dims is None and getattr(value, "ndim", 0):
+                raise ValueError(f"variable {client.path} has no dims in its structure")
+            (coords if role == "coord" else data_vars)[name] = (tuple(dims or ()), value, _attrs(client))
+        return xarray.Dataset(data_vars=data_vars, coords=coords, attrs=_attrs(self))
+
+    def read(self, variables=None, *, optimize_wide_table=True):
+        """An ``xarray.Dataset`` of all variables (or the named ones), lazily backed by dask arrays.
+
+        ``optimize_wide_table`` is accepted for compatibility and has no effect:
+        each variable is its own dask array, read block by block when computed.
+        """
+        return self._dataset(variables, lambda clients: [client.read() for client in clients])
+
+    def export(self, filepath, fields=None, *, format=None) -> None:
+        """Download the dataset (or the named ``fields``) in a format the server offers (its ``formats``)."""
+        params = [("field", name) for name in fields or []]
+        self._export(filepath, format=format, route="container/full", params=params)
+
+
+class DatasetClient(DaskDatasetClient):
+    """A container holding an xarray Dataset; ``read()`` gives one in memory (numpy arrays).
+
+    The variables are fetched concurrently.
+    """
+
+    def read(self, variables=None, *, optimize_wide_table=True):
+        """An in-memory ``xarray.Dataset`` of all variables (or the named ones).
+
+        ``optimize_wide_table`` is accepted for compatibility and has no effect.
+        """
+        session = self._context.session
+
+        def read_all(clients):
+            return session.run_concurrently(_read_eagerly, clients)
+
+        return self._dataset(variables, read_all)
+
+
+def _read_eagerly(client):
+    value = client.read()
+    if hasattr(value, "compute") and hasattr(value, "dask"):  # a dask array from a dask-mode child
+        value = value.compute()
+    return value
+
+
+def write_xarray_dataset(client_node, dataset, key=None, *, on_conflict: str = "error"):
+    """Write ``dataset`` (an ``xarray.Dataset``) under ``client_node`` as the reference client lays it out.
+
+    Returns the new dataset's client. Variables are uploaded concurrently.
+    ``on_conflict`` (for an existing ``key``): ``"error"``; ``"replace"`` deletes
+    the old dataset first; ``"skip"`` keeps what is there and writes only the
+    variables that are missing or whose upload never finished (a dataset
+    rerun after a crash), raising Conflict when an existing variable differs.
+    """
+    import xarray
+
+    from ..transport import Conflict
+    from ._conflict import check_on_conflict
+
+    if not isinstance(dataset, xarray.Dataset):
+        raise TypeError(f"expected an xarray.Dataset, not {type(dataset).__name__}")
+    check_on_conflict(on_conflict)
+    node = client_node.create_container(key=key, specs=[Spec(DATASET_SPEC)], metadata={"attrs": dict(dataset.attrs)},
+                                        on_conflict=on_conflict)
+    if DATASET_SPEC not in {spec.name for spec in node.specs}:
+        raise Conflict(409, f"{node.path} exists and is not an xarray dataset; use on_conflict='replace'", url=node.uri)
+    jobs = [(name, DATA_VAR_SPEC) for name in dataset.data_vars] + [(name, COORD_SPEC) for name in dataset.coords]
+    per_variable = "skip" if on_conflict == "skip" else "error"
+
+    def write(job):
+        name, spec = job
+        variable = dataset[name].variable
+        node.write_array(variable.data, key=str(name), metadata={"attrs": dict(variable.attrs)},
+                         dims=[str(d) for d in variable.dims], specs=[Spec(spec)], on_conflict=per_variable)
+
+    node.context.session.run_concurrently(write, jobs)
+    return node
