@@ -53,6 +53,26 @@ def data(tiled_server):
     client.context.close()
 
 
+@pytest.fixture(scope="module")
+def families(tiled_server):
+    """A table in 3 partitions and an xarray dataset, written once."""
+    import dask.dataframe as dd
+    import pandas as pd
+    import xarray as xr
+
+    from tiled_core.client.xarray import write_xarray_dataset
+
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    parent = client.create_container(f"dist-fam-{uuid.uuid4().hex[:8]}")
+    frame = pd.DataFrame({"i": np.arange(30), "f": np.linspace(0, 1, 30), "s": [f"r{i}" for i in range(30)]})
+    parent.write_dataframe(dd.from_pandas(frame, npartitions=3), key="table")
+    dataset = xr.Dataset({"temp": (("t", "x"), np.random.default_rng(3).random((12, 5)))},
+                         coords={"t": np.arange(12), "x": np.arange(5) * 0.5}, attrs={"run": 7})
+    write_xarray_dataset(parent, dataset, key="ds")
+    yield parent.path
+    client.context.close()
+
+
 @pytest.fixture
 def dask_node(tiled_server, data):
     """A dask-structured client on the array, with the API key given directly."""
@@ -86,6 +106,31 @@ def test_zero_d_array_on_cluster(dask_client, tiled_server, data):
         assert dask_client.compute(node.read()).result() == np.float32(3.5)
     finally:
         client.context.close()
+
+
+def test_table_and_dataset_on_cluster_equal_in_memory_reads(dask_client, tiled_server, families):
+    import pandas as pd
+    import xarray as xr
+
+    lazy = from_uri(tiled_server.uri, "dask", api_key=tiled_server.api_key)
+    eager = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    try:
+        share_credentials(dask_client, lazy)
+        table = lazy[f"{families}/table"].read()
+        assert table.npartitions == 3
+        key = tiled_server.api_key
+        assert not [t for t in _graph(table).values() if key.encode() in pickle.dumps(t)]
+        pd.testing.assert_frame_equal(dask_client.compute(table).result(), eager[f"{families}/table"].read())
+        dataset = lazy[f"{families}/ds"].read()
+        computed = xr.Dataset({name: ((var.dims), dask_client.compute(var.data).result())
+                               for name, var in dataset.data_vars.items()},
+                              coords={name: (c.dims, dask_client.compute(c.data).result() if hasattr(c.data, "dask")
+                                             else c.values) for name, c in dataset.coords.items()},
+                              attrs=dataset.attrs)
+        xr.testing.assert_identical(computed, eager[f"{families}/ds"].read())
+    finally:
+        lazy.context.close()
+        eager.context.close()
 
 
 def test_env_var_credential_resolved_on_workers(dask_client, tiled_server, data, monkeypatch):
