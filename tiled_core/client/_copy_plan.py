@@ -111,7 +111,7 @@ def family_of(item: dict) -> str:
     return getattr(family, "value", family)
 
 
-def source_listing(context, item: dict, container=None) -> Iterator[tuple[str, dict]]:
+def source_listing(context, item: dict | None, container=None) -> Iterator[tuple[str, dict]]:
     """``(key, item with data sources)`` for each child of the source container ``item`` (or ``container``)."""
     from .container import Container
 
