@@ -425,11 +425,24 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and client (median reported)")
-    parser.add_argument("--quick", action="store_true", help="small sizes (16 MiB array, 200 entries)")
+def make_parser(description: str, *, repeat: int, quick: str) -> argparse.ArgumentParser:
+    """The options every benchmark here takes: --repeat, --quick, --json."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=repeat, help="timed runs per case and client (median reported)")
+    parser.add_argument("--quick", action="store_true", help=f"small sizes ({quick})")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    return parser
+
+
+def save_json(results: dict, path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2, default=list)
+        log(f"results written to {path}")
+
+
+def main(argv=None) -> None:
+    parser = make_parser(__doc__, repeat=5, quick="16 MiB array, 200 entries")
     parser.add_argument("--populate-over-http", action="store_true",
                         help="create the listing nodes with tiled_core over HTTP (about a minute more) "
                              "instead of through tiled's catalog API before the server starts")
@@ -440,10 +453,7 @@ def main(argv=None) -> None:
         parser.error("curl is needed for the upper-bound case")
     results = run(args)
     print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=list)
-        log(f"results written to {args.json}")
+    save_json(results, args.json)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
 import platform
 import statistics
@@ -41,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_foundation import MiB, AccessLog, compare, log  # noqa: E402
+from bench_foundation import MiB, AccessLog, compare, log, make_parser, save_json  # noqa: E402
 
 import tiled_core.client._upload as core_upload  # noqa: E402
 from tiled_core.client import from_uri as core_from_uri  # noqa: E402
@@ -98,6 +96,11 @@ def write_small_nodes(parent, n: int, prefix: str) -> None:
         container.write_array(np.arange(10) * i, key=f"n{i:05d}", metadata={"index": i, "name": f"node {i}"})
 
 
+def write_marked(parent, n: int, prefix: str) -> None:
+    with forced_mark_scheme():
+        write_small_nodes(parent, n, prefix)
+
+
 def run_cases(server, args, results) -> None:
     ours = core_from_uri(server.uri, api_key=server.api_key)
     ref = ref_from_uri(server.uri, api_key=server.api_key)
@@ -137,14 +140,10 @@ def run_cases(server, args, results) -> None:
     # 3. small nodes
     log(f"3. {args.nodes} small nodes")
 
-    def marked():
-        with forced_mark_scheme():
-            write_small_nodes(ours, args.nodes, "sm")
-
     small = compare(
         "small nodes", cpu.measured("3 ours", lambda: write_small_nodes(ours, args.nodes, "so")),
         cpu.measured("3 ref", lambda: write_small_nodes(ref, args.nodes, "sr")), args.node_repeat,
-        extra={"tiled_core_mark": cpu.measured("3 mark", marked)},
+        extra={"tiled_core_mark": cpu.measured("3 mark", lambda: write_marked(ours, args.nodes, "sm"))},
     )
     medians = cpu.medians()
     small["server_cpu"] = {"tiled_core": medians["3 ours"], "reference": medians["3 ref"],
@@ -157,14 +156,10 @@ def run_cases(server, args, results) -> None:
     access = AccessLog(server)
     counted = 20
 
-    def counted_marked():
-        with forced_mark_scheme():
-            write_small_nodes(ours, counted, "cm")
-
     per_node = {}
     for label, function in (("tiled_core", lambda: write_small_nodes(ours, counted, "co")),
                             ("reference", lambda: write_small_nodes(ref, counted, "cr")),
-                            ("tiled_core_mark", counted_marked)):
+                            ("tiled_core_mark", lambda: write_marked(ours, counted, "cm"))):
         requests, _ = access.count(function)
         per_node[label] = (requests - 1) / counted  # minus the parent container's create
     cases["requests_per_small_node"] = per_node
@@ -227,12 +222,9 @@ def report(results: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of the big writes per client")
+    parser = make_parser(__doc__, repeat=3, quick="a 32 MiB array, 200 small nodes")
     parser.add_argument("--node-repeat", type=int, default=1, help="timed runs of the small-node loop per client")
     parser.add_argument("--nodes", type=int, default=2000, help="small nodes per run")
-    parser.add_argument("--quick", action="store_true", help="a 32 MiB array and 200 small nodes")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes = min(args.nodes, 200)
@@ -253,10 +245,7 @@ def main(argv=None) -> None:
     results["load_average_end"] = os.getloadavg()
     results["total_seconds"] = time.perf_counter() - start
     print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=list)
-        log(f"results written to {args.json}")
+    save_json(results, args.json)
 
 
 if __name__ == "__main__":

@@ -241,6 +241,26 @@ def test_sending_a_buffer_does_not_copy_it(scratch, ref_scratch):
     np.testing.assert_array_equal(ref_scratch["z"].read()[-5:], data[-5:])
 
 
+def test_a_streamed_body_is_sent_again_on_retry(tiled_server, ref_scratch, monkeypatch):
+    from _proxy import FaultProxy
+
+    monkeypatch.setenv("TILED_RETRY_ATTEMPTS", "3")
+    data = np.random.default_rng(1).random(3 * MiB // 8 * 8)  # 24 MiB: several 1 MiB pieces per attempt
+    with FaultProxy("127.0.0.1", tiled_server.port) as proxy:
+        client = from_uri(proxy.uri, api_key=tiled_server.api_key)
+        try:
+            node = client[ref_scratch.item["id"]].write_array(np.zeros_like(data), key="retry")
+            proxy.clear()
+            proxy.respond(503, times=1, method="PUT")
+            node.write(data)
+            puts = [(method, headers) for method, _, headers in proxy.requests if method == "PUT"]
+        finally:
+            client.context.close()
+    assert len(puts) == 2
+    assert all({k.lower(): v for k, v in h.items()}["content-length"] == str(data.nbytes) for _, h in puts)
+    np.testing.assert_array_equal(ref_scratch["retry"].read(), data)
+
+
 # -- keys ------------------------------------------------------------------------
 @pytest.mark.parametrize("key, error", [
     ("", ValueError), ("   ", ValueError), (".", ValueError), ("..", ValueError), ("a/b", ValueError),

@@ -22,7 +22,7 @@ import orjson
 
 from ..structures import Spec
 from ._readonly import ListView
-from .metadata_update import apply_update_patch
+from .metadata_update import apply_update_patch, merge
 
 __all__ = [
     "JSON_PATCH",
@@ -162,22 +162,8 @@ def apply_patch(document: Any, patch: Any, content_type: str) -> Any:
                 TypeError, AttributeError) as error:
             raise ValueError(f"{type(error).__name__}: {error}") from None
     if content_type == MERGE_PATCH:
-        return _merge_patch(copy.deepcopy(document), patch)
+        return merge(copy.deepcopy(document), patch, removes=None)  # RFC 7386
     raise ValueError(f"content_type must be one of {PATCH_TYPES}, not {content_type!r}")
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge key by key, ``null`` removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    if not isinstance(target, dict):
-        target = {}
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = _merge_patch(target.get(key), value)
-    return target
 
 
 def spec_dicts(specs) -> list[dict]:

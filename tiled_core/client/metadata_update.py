@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DELETE_KEY", "apply_update_patch"]
+__all__ = ["DELETE_KEY", "apply_update_patch", "merge"]
 
 
 class _DeleteKey:
@@ -32,20 +32,22 @@ DELETE_KEY = _DeleteKey()
 def apply_update_patch(target: Any, *updates: dict) -> Any:
     """Merge each of ``updates`` into ``target`` (in place when it is a dict) and return it."""
     for update in updates:
-        target = _merge(target, update)
+        target = merge(target, update, removes=DELETE_KEY)
     return target
 
 
-def _merge(target: Any, update: Any) -> Any:
+def merge(target: Any, update: Any, *, removes: Any) -> Any:
+    """Merge ``update`` into ``target`` recursively; a value that ``is removes`` deletes its key.
+
+    With ``removes=None`` this is RFC 7386 (JSON Merge Patch).
+    """
     if not isinstance(update, dict):
         return update
     if not isinstance(target, dict):
         target = {}
     for key, value in update.items():
-        if value is DELETE_KEY:
+        if value is removes:
             target.pop(key, None)
-        elif isinstance(value, dict):
-            target[key] = _merge(target.get(key), value)
         else:
-            target[key] = value
+            target[key] = merge(target.get(key), value, removes=removes)
     return target
