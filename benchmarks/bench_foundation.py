@@ -418,18 +418,40 @@ def report(results: dict) -> str:
         f"{r['requests_tiled_core']} (session counter: {r['session_request_count_tiled_core']}), "
         f"reference {r['round_trips_reference']} {r['requests_reference']}",
         "",
-        f"Total benchmark time: {results['total_seconds']:.0f}s (cases {results['cases_seconds']:.0f}s); "
-        f"load average {results['load_average_start'][0]:.1f} at start, {results['load_average_end'][0]:.1f} "
-        f"at end on {config['cpus']} CPUs",
+        footer(results),
     ]
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def footer(results: dict) -> str:
+    """The last line of a report: total time and the machine's load."""
+    return (
+        f"Total benchmark time: {results['total_seconds']:.0f}s (cases {results['cases_seconds']:.0f}s); "
+        f"load average {results['load_average_start'][0]:.1f} at start, {results['load_average_end'][0]:.1f} "
+        f"at end on {results['config']['cpus']} CPUs"
+    )
+
+
+def publish(results: dict, text: str, json_path: str | None) -> None:
+    """Print the report; save every sample as JSON when asked."""
+    print(text)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=2, default=list)
+        log(f"results written to {json_path}")
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark here takes: --repeat, --quick, --json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and client (median reported)")
     parser.add_argument("--quick", action="store_true", help="small sizes (16 MiB array, 200 entries)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = make_parser(__doc__)
     parser.add_argument("--populate-over-http", action="store_true",
                         help="create the listing nodes with tiled_core over HTTP (about a minute more) "
                              "instead of through tiled's catalog API before the server starts")
@@ -439,11 +461,7 @@ def main(argv=None) -> None:
     if shutil.which("curl") is None:
         parser.error("curl is needed for the upper-bound case")
     results = run(args)
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=list)
-        log(f"results written to {args.json}")
+    publish(results, report(results), args.json)
 
 
 if __name__ == "__main__":

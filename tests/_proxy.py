@@ -11,7 +11,9 @@ damages the answer to the next matching request(s):
 * ``drop()``: close the connection without answering.
 
 It also records every request it sees (``requests``: ``(method, target,
-headers)``), so tests can count round trips and inspect URLs.
+headers)``) and the status of every forwarded answer (``responses``:
+``(method, target, status)``), so tests can count round trips, inspect URLs
+and see revalidations (304).
 
 Only what the tests need: keep-alive, Content-Length and chunked request
 bodies; upstream responses are read whole (``http.client`` decodes chunked
@@ -64,6 +66,7 @@ class FaultProxy:
         self._closed = False
         self._sockets: set[socket.socket] = set()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.responses: list[tuple[str, str, int]] = []
         self.faults_applied = 0
         self._thread = threading.Thread(target=self._accept_loop, name="fault-proxy", daemon=True)
         self._thread.start()
@@ -99,6 +102,7 @@ class FaultProxy:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+            self.responses.clear()
             self.faults_applied = 0
 
     def targets(self) -> list[str]:
@@ -108,9 +112,14 @@ class FaultProxy:
     def close(self) -> None:
         self._closed = True
         try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(): the port stops answering
+        except OSError:
+            pass
+        try:
             self._listener.close()
         except OSError:
             pass
+        self._thread.join(timeout=5)
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
@@ -180,6 +189,8 @@ class FaultProxy:
                     payload = response.read()
                 except (OSError, http.client.HTTPException):
                     return
+                with self._lock:
+                    self.responses.append((method, target, response.status))
                 head = [f"HTTP/1.1 {response.status} {response.reason}"]
                 head += [f"{k}: {v}" for k, v in response.getheaders()
                          if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 
 import pytest
 
-from tiled_core.server import LocalTiledServer
+from tiled_core.server import ConfiguredTiledServer, LocalTiledServer
+
+#: Token lifetimes of the password-protected server: short, so refresh is exercised.
+ACCESS_TOKEN_SECONDS = 3
 
 # No telemetry from anything a test starts.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -32,6 +36,30 @@ def second_server():
 @pytest.fixture(scope="module")
 def proxy(tiled_server):
     """A loopback fault proxy (tests/_proxy.py) in front of the main server, one per test module."""
+    from _proxy import FaultProxy
+
+    with FaultProxy("127.0.0.1", tiled_server.port) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def auth_server():
+    """A password-protected server (tiled's DictionaryAuthenticator): users alice and bob.
+
+    ``auth_server.passwords`` maps user -> password (random per session);
+    access tokens live ACCESS_TOKEN_SECONDS.
+    """
+    passwords = {"alice": "pw-a-" + secrets.token_hex(8), "bob": "pw-b-" + secrets.token_hex(8)}
+    with ConfiguredTiledServer.with_passwords(
+        passwords, access_token_max_age=ACCESS_TOKEN_SECONDS, refresh_token_max_age=3600
+    ) as server:
+        server.passwords = passwords
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(tiled_server):
+    """A fault-injecting, request-recording loopback proxy in front of the main server (tests/_proxy.py)."""
     from _proxy import FaultProxy
 
     with FaultProxy("127.0.0.1", tiled_server.port) as p:

@@ -19,16 +19,6 @@ PENDING = {
     "tiled.client.base.BaseClient.replace_metadata",
     "tiled.client.base.BaseClient.update_metadata", "tiled.client.base.BaseClient.patch_metadata",
     "tiled.client.base.BaseClient.build_metadata_patches", "tiled.client.array.DaskArrayClient.patch",
-    # issue 5: authentication and the cache
-    "tiled.client.base.BaseClient.login", "tiled.client.base.BaseClient.logout",
-    "tiled.client.context.Context.authenticate", "tiled.client.context.Context.force_auth_refresh",
-    "tiled.client.context.Context.login", "tiled.client.context.Context.logout",
-    "tiled.client.context.Context.tokens",
-    "tiled.client.cache.Cache", "tiled.client.cache.Cache.capacity", "tiled.client.cache.Cache.clear",
-    "tiled.client.cache.Cache.close", "tiled.client.cache.Cache.count", "tiled.client.cache.Cache.delete",
-    "tiled.client.cache.Cache.filepath", "tiled.client.cache.Cache.get", "tiled.client.cache.Cache.max_item_size",
-    "tiled.client.cache.Cache.readonly", "tiled.client.cache.Cache.set", "tiled.client.cache.Cache.size",
-    "tiled.client.cache.Cache.write_safe",
     # issue 6: copy
     "tiled.client.sync.copy",
 }

@@ -84,7 +84,8 @@ _NUMBER_OR_NULL = {"type": ["number", "null"], "minimum": 0}
 #: reference would only fail later (header values must be strings, mapping
 #: ``structure_clients`` values must be import strings, cache sizes >= 0) and a
 #: little wider where useful (``timeout`` may be a single number; ``connect``
-#: is the timeout key, ``connection`` is accepted as the reference's spelling).
+#: is the timeout key, ``connection`` is accepted as the reference's spelling;
+#: ``cache`` also takes ``allow_offline`` and ``max_age``).
 PROFILE_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
@@ -108,6 +109,9 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "capacity": {"type": "number", "minimum": 0},
                 "max_item_size": {"type": "number", "minimum": 0},
                 "readonly": {"type": "boolean"},
+                # tiled_core additions (see tiled_core.client.cache.Cache)
+                "allow_offline": {"type": "boolean"},
+                "max_age": {"type": ["number", "null"], "minimum": 0},
             },
         },
         "timeout": {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["LocalTiledServer", "ServerStartError"]
+__all__ = ["LocalTiledServer", "ConfiguredTiledServer", "ServerStartError"]
 
 
 class ServerStartError(RuntimeError):
@@ -111,7 +111,7 @@ class LocalTiledServer:
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
         where = self.uri if self._port is not None else "(no port yet)"
-        return f"<LocalTiledServer {where} {state}>"
+        return f"<{type(self).__name__} {where} {state}>"
 
     # -- life cycle ----------------------------------------------------------
     def is_running(self) -> bool:
@@ -153,19 +153,26 @@ class LocalTiledServer:
             command.append("--public")
         return command
 
-    def _spawn(self) -> None:
-        self._log_path = self.directory / "server.log"
+    def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         # The key goes through the environment, not argv, so `ps` does not show it.
         env["TILED_SINGLE_USER_API_KEY"] = self._api_key
         env.setdefault("DO_NOT_TRACK", "1")
+        return env
+
+    def _secrets(self) -> list[str]:
+        """Values masked in ``log_tail``."""
+        return [self._api_key]
+
+    def _spawn(self) -> None:
+        self._log_path = self.directory / "server.log"
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self._command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=env,
+                env=self._environment(),
                 start_new_session=True,  # so stop() can signal the whole group
             )
         self._wait_ready()
@@ -200,8 +207,11 @@ class LocalTiledServer:
     def log_tail(self, lines: int = 30) -> str:
         if self._log_path is None or not self._log_path.exists():
             return ""
-        text = self._log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:]).replace(self._api_key, "***")
+        text = "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        for secret in self._secrets():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
@@ -241,3 +251,110 @@ class LocalTiledServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ConfiguredTiledServer(LocalTiledServer):
+    """A real ``tiled serve config`` process on ``127.0.0.1``, from a configuration mapping.
+
+    Arguments:
+        config: the service configuration (what the YAML file would hold). In
+            string values, ``{directory}`` is replaced by the server's directory.
+        secrets: environment variables for the server process only. Refer to
+            them in ``config`` as ``${NAME}`` (tiled expands them when it reads
+            the file), so passwords stay out of files, argv and logs.
+        directory, port, startup_timeout: as for ``LocalTiledServer``.
+
+    Use ``ConfiguredTiledServer.with_passwords(...)`` for a password-protected
+    server with tiled's ``DictionaryAuthenticator``. ``api_key`` is unused: a
+    server with authentication providers issues keys to logged-in users.
+    """
+
+    def __init__(
+        self,
+        config: dict,
+        *,
+        secrets: dict[str, str] | None = None,
+        directory: str | os.PathLike | None = None,
+        port: int | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        super().__init__(directory, port=port, startup_timeout=startup_timeout)
+        self._config = config
+        self._env_secrets = dict(secrets or {})
+
+    @classmethod
+    def with_passwords(
+        cls,
+        users: dict[str, str],
+        *,
+        provider: str = "local",
+        access_token_max_age: float = 900,
+        refresh_token_max_age: float = 7 * 24 * 3600,
+        session_max_age: float | None = None,
+        allow_anonymous_access: bool = False,
+        **kwargs,
+    ) -> "ConfiguredTiledServer":
+        """A writable catalog behind tiled's ``DictionaryAuthenticator`` (username -> password).
+
+        Token lifetimes are in seconds; short ones make refresh testable.
+        """
+        secrets_env = {f"TILED_CORE_PASSWORD_{i}": password for i, password in enumerate(users.values())}
+        authentication = {
+            "providers": [{
+                "provider": provider,
+                "authenticator": "tiled.authenticators:DictionaryAuthenticator",
+                "args": {"users_to_passwords": {
+                    user: "${%s}" % name for user, name in zip(users, secrets_env)
+                }},
+            }],
+            "secret_keys": ["${TILED_CORE_SECRET_KEY}"],
+            "allow_anonymous_access": allow_anonymous_access,
+            "access_token_max_age": access_token_max_age,
+            "refresh_token_max_age": refresh_token_max_age,
+        }
+        if session_max_age is not None:
+            authentication["session_max_age"] = session_max_age
+        secrets_env["TILED_CORE_SECRET_KEY"] = secrets.token_hex(32)
+        config = {
+            "authentication": authentication,
+            "database": {"uri": "sqlite:///{directory}/auth.db", "init_if_not_exists": True},
+            "trees": [{
+                "path": "/",
+                "tree": "catalog",
+                "args": {
+                    "uri": "sqlite:///{directory}/catalog.db",
+                    "writable_storage": ["{directory}/data"],
+                    "init_if_not_exists": True,
+                },
+            }],
+        }
+        return cls(config, secrets=secrets_env, **kwargs)
+
+    def _command(self) -> list[str]:
+        import yaml
+
+        (self.directory / "data").mkdir(exist_ok=True)
+        path = self.directory / "config.yml"
+        path.write_text(yaml.safe_dump(_fill_directory(self._config, str(self.directory))))
+        return [sys.executable, "-m", "tiled", "serve", "config", str(path),
+                "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("TILED_SINGLE_USER_API_KEY", None)
+        env.update(self._env_secrets)
+        env.setdefault("DO_NOT_TRACK", "1")
+        return env
+
+    def _secrets(self) -> list[str]:
+        return list(self._env_secrets.values())
+
+
+def _fill_directory(value, directory: str):
+    if isinstance(value, str):
+        return value.replace("{directory}", directory)
+    if isinstance(value, dict):
+        return {k: _fill_directory(v, directory) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill_directory(v, directory) for v in value]
+    return value

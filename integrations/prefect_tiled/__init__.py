@@ -1,1 +1,14 @@
-"""Prefect 3 integration for Tiled (credentials block, tasks, flows): not built yet."""
+"""Prefect 3 integration for Tiled: a credentials block, tasks and Dask-backed flows.
+
+- ``prefect_tiled.TiledCredentials``: the block (``prefect block register -m prefect_tiled``).
+- ``prefect_tiled.tasks``: ``read_node``, ``write_node``, ``search_nodes`` and async twins.
+- ``prefect_tiled.flows``: ``map_blocks_flow`` (imports prefect-dask, so it is not imported here).
+- ``prefect_tiled.artifacts``: markdown summaries of writes.
+
+Importing this package stays light (Prefect imports it through the
+``prefect.collections`` entry point): no dask, pandas or distributed.
+"""
+
+from .credentials import TiledCredentials
+
+__all__ = ["TiledCredentials"]

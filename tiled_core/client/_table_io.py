@@ -10,8 +10,12 @@ from urllib.parse import quote
 
 from ..codecs.table import ARROW_FILE, decode_arrow, encode_arrow
 from ..transport import ClientError, Session
-from ._array_io import SINGLE_REQUEST_BYTES
 
+MiB = 1 << 20
+# Below this, one /table/full request beats a request per partition: every table request costs
+# the server a fixed ~0.1 s (a dask graph over the Parquet files, an ETag hash), far more than an
+# array block does, and on a small server a single request of this size is as fast as several.
+SINGLE_REQUEST_BYTES = 64 * MiB
 URL_CHARACTER_LIMIT = 2000  # past this, a column list goes in a POST body (as the reference client does)
 _COLUMN_PARAM_CHARS = len("&column=")
 

@@ -157,6 +157,20 @@ class BaseClient:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path or '/'}>"
 
+    # -- login -----------------------------------------------------------------
+    def login(self, *, username: str | None = None, password: str | None = None, remember_me: bool = True,
+              provider: str | None = None) -> None:
+        """Log in with a username and password (asked for at a terminal when not given).
+
+        Without a terminal, missing credentials are a ``CannotPrompt`` error at
+        once. See ``Context.login``.
+        """
+        self._context.authenticate(remember_me=remember_me, username=username, password=password, provider=provider)
+
+    def logout(self) -> None:
+        """Log out (revoke the session, forget its tokens). Idempotent."""
+        self._context.logout()
+
     def __dask_tokenize__(self):
         return (type(self).__name__, self.uri)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from ..transport import NotFound
+import httpx
+
+from ..transport import AuthenticationError, LoginRequired, NotFound
 from ._dispatch import client_for_item, resolve_structure_clients
+from ._login import can_prompt
 from .context import UNSET, Context
 
 __all__ = ["from_uri", "from_profile", "from_context"]
@@ -20,16 +24,67 @@ def from_context(
 ):
     """A client for the node at ``node_path_parts`` (default: the root) over ``context``.
 
-    Sends one request (the node's metadata). Raises KeyError for an unknown node.
+    Without other credentials, tokens saved by an earlier login to this server
+    are used (``remember_me``). If the server then asks for credentials, the
+    user is asked to log in at a terminal; without one (a pipeline), that is a
+    clear AuthenticationError at once.
+
+    Sends one request (the node's metadata) when no login is needed. Raises
+    KeyError for an unknown node.
     """
     resolve_structure_clients(structure_clients)  # bad values fail before any request
     parts = [p for p in (node_path_parts or []) if p]
     params = [("omit_links", "true")] + ([("include_data_sources", "true")] if include_data_sources else [])
+    if remember_me:
+        context._use_cached_tokens()
+    path = "metadata/" + "/".join(parts)
     try:
-        item = context.session.get_document("metadata/" + "/".join(parts), params)["data"]
+        item = _fetch_item(context, path, params, remember_me)
     except NotFound:
         raise KeyError("/".join(parts)) from None
     return client_for_item(context, structure_clients, item, include_data_sources=include_data_sources)
+
+
+def _fetch_item(context: Context, path: str, params: list, remember_me: bool) -> dict:
+    """The node's document, logging in (at a terminal) if the server asks for it."""
+    try:
+        try:
+            return context.session.get_document(path, params)["data"]
+        except LoginRequired:
+            # A saved session has ended: carry on anonymously (the server may allow that).
+            context._forget_login()
+            return context.session.get_document(path, params)["data"]
+    except AuthenticationError as error:
+        if not _may_prompt_login(context, error):
+            raise _explained(context, error) from None
+    context.authenticate(remember_me=remember_me)
+    return context.session.get_document(path, params)["data"]
+
+
+def _offers_login(context: Context) -> bool:
+    return bool((context.server_info.get("authentication") or {}).get("providers"))
+
+
+def _may_prompt_login(context: Context, error: AuthenticationError) -> bool:
+    """Whether a 401 at connection time should become an interactive login."""
+    if context.session.has_api_key or not can_prompt():
+        return False
+    if context.authenticated:
+        return False  # credentials given were refused: asking for a password would not help
+    return _offers_login(context)
+
+
+def _explained(context: Context, error: AuthenticationError) -> AuthenticationError:
+    """Say how to log in when no credential was given to a server that offers logins."""
+    if context.authenticated or not _offers_login(context):
+        return error
+    return type(error)(
+        error.status,
+        f"{error.detail}. This server needs a login and there is no terminal to ask for one: use an API key "
+        "(api_key= or TILED_API_KEY), or log in first with Context(uri).login(username=..., password=...) "
+        "and connect with from_context(context)",
+        url=error.url, request_id=error.request_id,
+    )
 
 
 def from_uri(
@@ -57,21 +112,43 @@ def from_uri(
         uri: the server (``http://host:port``), its API (``.../api/v1``) or any
             node (``.../api/v1/metadata/a/b``).
         structure_clients: ``"numpy"`` (in-memory results) or ``"dask"`` (lazy).
+        cache: a response ``Cache`` (``tiled_core.client.cache``); default none.
+        remember_me: use and keep login tokens in the user's cache directory
+            (see ``Context.login``); False keeps a login in memory only.
         api_key: the API key (default: ``TILED_API_KEY``); sent in a header.
+        auth: a custom ``httpx.Auth`` instead of an API key or login.
         headers, timeout, verify, max_connections, trust_env: connection settings.
+        username, auth_provider, prompt_for_reauthentication: deprecated and
+            ignored, with a warning (as in the reference client); use
+            ``client.login(username=...)``.
 
     One round trip: the node's own metadata (the server's about document is
-    fetched later, only if needed). Raises KeyError for an unknown node,
-    AuthenticationError for a rejected key, ConnectionFailed when nothing answers.
+    fetched later, only if needed). A server that wants a login prompts for it
+    at a terminal and raises AuthenticationError elsewhere. Raises KeyError for
+    an unknown node, AuthenticationError for a rejected key, ConnectionFailed
+    when nothing answers.
     """
-    if username is not None or auth_provider is not None or auth is not None:
-        raise NotImplementedError("login with username/auth_provider/auth is not part of tiled_core yet; use api_key")
+    for name, value in (("username", username), ("auth_provider", auth_provider),
+                        ("prompt_for_reauthentication", prompt_for_reauthentication)):
+        if value is not None:
+            warnings.warn(
+                f"from_uri ignores {name!r} (as the reference client does): log in with "
+                "client.login(username=..., password=...) or at the prompt, or use an API key",
+                stacklevel=2,
+            )
+    if auth is not None and not isinstance(auth, httpx.Auth):
+        raise ValueError(f"auth must be an httpx.Auth or None, not {type(auth).__name__}")
     context, node_path_parts = Context.from_any_uri(
         uri, headers=headers, api_key=api_key, cache=cache, timeout=timeout, verify=verify,
         max_connections=max_connections, trust_env=trust_env,
     )
+    if auth is not None:
+        if context.session.has_api_key:
+            context.close()
+            raise ValueError("give api_key or auth, not both")
+        context.session.set_auth(auth)
     try:
-        return from_context(context, structure_clients, node_path_parts, include_data_sources)
+        return from_context(context, structure_clients, node_path_parts, include_data_sources, remember_me)
     except BaseException:
         context.close()
         raise

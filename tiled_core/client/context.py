@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import collections.abc
 import os
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..distributed._handles import ANONYMOUS, EnvVarCredential, SessionHandle
-from ..transport import Limits, Session, Timeouts
+from ..distributed._handles import ANONYMOUS, EnvVarCredential, SessionHandle, TokenFileCredential
+from ..transport import (
+    AuthenticationError,
+    Cache,
+    Conflict,
+    FileTokenStore,
+    Limits,
+    MemoryTokenStore,
+    Session,
+    TokenAuth,
+    Tokens,
+    Timeouts,
+    token_file_for,
+)
+from ._login import choose_provider, password_login
+from ._secrets import APIKeyInfo, TokensView, parse_duration
 
 __all__ = ["Context", "UNSET"]
 
@@ -65,7 +80,7 @@ class Context:
         uri: the API base (``http://host:port/api/v1``) or the server root.
         headers: extra headers for every request.
         api_key: the API key; default ``TILED_API_KEY`` from the environment.
-        cache: a response cache (not available yet: pass ``None`` or leave unset).
+        cache: a response ``Cache`` (or a mapping of its arguments); default none.
         timeout: seconds (one number), a mapping of phases, or ``Timeouts``.
         verify: TLS verification.
         max_connections: size of the connection pool.
@@ -91,8 +106,7 @@ class Context:
         trust_env: bool = True,
         _http_client: Any = None,
     ) -> None:
-        if cache not in (UNSET, None):
-            raise NotImplementedError("the response cache is not part of tiled_core yet; pass cache=None")
+        cache = _coerce_cache(cache)
         if app is not None:
             raise TypeError("use Context.from_app(app) to talk to an in-process server")
         uri, key_in_uri = _split_api_key(uri)
@@ -118,6 +132,7 @@ class Context:
             verify=verify,
             trust_env=trust_env,
             http_client=_http_client,
+            cache=cache,
         )
         self._handle = SessionHandle(self._session, source)
         self._server_info: dict | None = None
@@ -187,9 +202,13 @@ class Context:
         return self._session.base_url + "/"
 
     @property
-    def cache(self) -> None:
-        """The response cache (none yet)."""
-        return None
+    def cache(self) -> Cache | None:
+        """The response cache, or None."""
+        return self._session.cache
+
+    @cache.setter
+    def cache(self, cache: Cache | None) -> None:
+        self._session.cache = _coerce_cache(cache)
 
     @property
     def server_info(self) -> dict:
@@ -199,7 +218,167 @@ class Context:
         return self._server_info
 
     def __repr__(self) -> str:
-        return f"<Context {self.api_uri}>"
+        auth = self._session.auth
+        who = ""
+        if isinstance(auth, TokenAuth):
+            name = auth.tokens.username if auth.tokens is not None else None
+            who = f" (logged in as {name})" if name else " (logged in)"
+        elif self._session.has_credentials:
+            who = " (authenticated)"
+        return f"<Context {self.api_uri}{who}>"
+
+    # -- login sessions --------------------------------------------------------
+    @property
+    def authenticated(self) -> bool:
+        """True with an API key, a login session, custom auth or an Authorization header."""
+        return self._session.has_credentials
+
+    def _auth_links(self) -> dict:
+        return (self.server_info.get("authentication") or {}).get("links") or {}
+
+    def _token_file(self) -> FileTokenStore:
+        return FileTokenStore(token_file_for(self.api_uri))
+
+    def _install_tokens(self, store) -> None:
+        # The server's own link if its about document is at hand; no request just for it.
+        links = ((self._server_info or {}).get("authentication") or {}).get("links") or {}
+        refresh = self._session.token_refresher(links.get("refresh_session") or "auth/session/refresh")
+        self._session.set_auth(TokenAuth(store, refresh, server=self._session.base_url))
+        source = TokenFileCredential(str(store.path)) if isinstance(store, FileTokenStore) else None
+        self._handle = SessionHandle(self._session, source)
+
+    def _use_cached_tokens(self) -> bool:
+        """Use tokens a previous login saved for this server, if any (no request is sent)."""
+        store = self._token_file()
+        if self.authenticated or store.load() is None:
+            return False
+        self._install_tokens(store)
+        return True
+
+    def authenticate(
+        self,
+        *,
+        remember_me: bool = True,
+        username: str | None = None,
+        password: str | None = None,
+        provider: str | None = None,
+    ) -> None:
+        """Log in to a Tiled server with a username and password.
+
+        What is not given is asked for at the terminal (the password without
+        echo); without a terminal that is a ``CannotPrompt`` error, never a
+        wait. With ``remember_me`` the tokens are kept (mode 0600) in the
+        user's cache directory, shared by this user's processes, so later
+        connections log in by themselves; otherwise only in memory.
+
+        Raises AuthenticationError for a wrong username or password, and
+        RuntimeError when an API key is set or the server has no login.
+        """
+        if self._session.has_api_key:
+            raise RuntimeError("An API key is set. Cannot use both an API key and a login session.")
+        authentication = self.server_info.get("authentication") or {}
+        spec = choose_provider(list(authentication.get("providers") or []), provider, self._session.base_url)
+        reply = password_login(self._session, spec, username=username, password=password,
+                               server=self._session.base_url)
+        tokens = Tokens.from_response(reply)
+        file_store = self._token_file()
+        if remember_me:
+            store = file_store
+        else:
+            with file_store.locked():
+                file_store.clear()  # do not leave an older session's tokens behind
+            store = MemoryTokenStore()
+        with store.locked():
+            store.save(tokens)
+        self._install_tokens(store)
+        message = spec.get("confirmation_message")
+        if message:
+            print(message.format(id=tokens.username or username))
+
+    # The reference client offers both names.
+    login = authenticate
+
+    def logout(self) -> None:
+        """Log out of the current session (if any): revoke it on the server and forget its tokens.
+
+        Idempotent. The tokens are forgotten here and in the token file even
+        when the server cannot be told.
+        """
+        auth = self._session.auth
+        if not isinstance(auth, TokenAuth):
+            return
+        tokens = auth.tokens or auth.store.load()
+        try:
+            if tokens is not None:
+                self._session.send("POST", "auth/session/revoke", json={"refresh_token": tokens.refresh_token},
+                                   authenticate=False)
+        except (Conflict, AuthenticationError):
+            pass  # already revoked or expired
+        finally:
+            auth.forget()
+            self._forget_login()
+
+    def _forget_login(self) -> None:
+        """Stop using the login session here (its tokens stay wherever they are)."""
+        self._session.set_auth(None)
+        self._handle = SessionHandle(self._session, ANONYMOUS)
+
+    @property
+    def tokens(self) -> TokensView:
+        """A view of the current access and refresh tokens (empty when not logged in); its repr masks them."""
+        auth = self._session.auth
+        return TokensView(auth.tokens if isinstance(auth, TokenAuth) else None)
+
+    def force_auth_refresh(self) -> TokensView:
+        """Execute refresh flow now (it happens by itself ahead of expiry); returns the new tokens.
+
+        Raises RuntimeError when not logged in, LoginRequired when the session
+        can no longer be refreshed.
+        """
+        return TokensView(self._session.refresh_login())
+
+    def whoami(self) -> dict | None:
+        """Return information about the currently-authenticated user or service (None if anonymous)."""
+        return self._session.get_document("auth/whoami")
+
+    def which_api_key(self) -> dict:
+        """The server's description of the API key in use (no secret in it)."""
+        if not self._session.has_api_key:
+            raise RuntimeError("no API key is set for this context")
+        return self._session.get_document("auth/apikey")
+
+    def create_api_key(self, scopes=None, expires_in=None, note=None, access_tags=None) -> APIKeyInfo:
+        """Generate a new API key for the current user or service.
+
+        Arguments:
+            scopes: restrict the key to these scopes (default: the user's).
+            expires_in: seconds, or a string like ``"30s"``, ``"5m"``, ``"1h"``,
+                ``"3d"``, ``"1y"``; None for the server's longest lifetime.
+            note: a description, for humans.
+            access_tags: restrict the key to these access tags.
+
+        Returns the server's description, with the key itself under
+        ``"secret"`` (shown once; the returned dict's repr masks it).
+        """
+        if scopes is not None and (isinstance(scopes, str) or not isinstance(scopes, collections.abc.Iterable)):
+            raise TypeError("scopes must be a list of scope names, e.g. ['read:metadata', 'read:data']")
+        body = {
+            "scopes": list(scopes) if scopes is not None else None,
+            "access_tags": list(access_tags) if access_tags is not None else None,
+            "expires_in": parse_duration(expires_in),
+            "note": note,
+        }
+        if not self._auth_links().get("apikey"):
+            raise RuntimeError(
+                f"{self._session.base_url} is a single-user server: it has one static API key and cannot create more"
+            )
+        return APIKeyInfo(self._session.send("POST", "auth/apikey", json=body))
+
+    def revoke_api_key(self, first_eight: str) -> None:
+        """Revoke one of the current user's API keys, named by its first 8 characters."""
+        if not isinstance(first_eight, str) or len(first_eight) < 8:
+            raise ValueError("first_eight must be the API key's first 8 characters (its 'first_eight')")
+        self._session.send("DELETE", "auth/apikey", params={"first_eight": first_eight[:8]})
 
     def __getstate__(self):
         raise TypeError("a Context holds connections and credentials and cannot be pickled")
@@ -215,6 +394,17 @@ class Context:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _coerce_cache(cache: Any) -> Cache | None:
+    """``UNSET``/None -> no cache; a mapping -> ``Cache(**mapping)`` (as profiles give it); a Cache as is."""
+    if cache is UNSET or cache is None:
+        return None
+    if isinstance(cache, Cache):
+        return cache
+    if isinstance(cache, collections.abc.Mapping):
+        return Cache(**cache)
+    raise TypeError(f"cache must be a tiled_core.client.cache.Cache (or a mapping of its arguments), not {type(cache).__name__}")
 
 
 def _app_api_key(app: Any) -> str | None:

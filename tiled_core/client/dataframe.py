@@ -20,11 +20,14 @@ __all__ = ["DataFrameClient", "DaskDataFrameClient"]
 class DataFrameClient(BaseClient):
     """Client-side wrapper around a dataframe-like that returns in-memory dataframes
 
-    ``read()`` returns a pandas DataFrame with the index and dtypes as written.
-    Only the asked-for columns cross the network; a multi-partition table is
-    fetched as concurrent partition requests (one request when earlier reads
-    showed it is small), and decoded from Arrow in one conversion.
-    ``c["col"]`` is one column as a pandas Series.
+    ``read()`` returns a pandas DataFrame with the index and dtypes as the
+    server sends them, text columns as ``string[pyarrow]`` (as the reference
+    client's read returns them). Only the asked-for columns cross the network;
+    a multi-partition table is fetched as concurrent partition requests (one
+    request once earlier reads showed it is small) and decoded from Arrow in
+    one conversion. ``c["col"]`` is one column as a pandas Series (the
+    reference client returns an array client there, which fails on
+    categorical and nullable-integer columns).
     """
 
     def structure(self) -> TableStructure:

@@ -14,16 +14,20 @@ import threading
 import uuid
 import weakref
 
-from ..transport import Session
+from ..transport import FileTokenStore, Session, TokenAuth
 
-__all__ = ["CredentialSource", "EnvVarCredential", "SessionHandle"]
+__all__ = ["CredentialSource", "EnvVarCredential", "TokenFileCredential", "SessionHandle"]
 
 
 class CredentialSource:
-    """Where a worker finds the API key. Subclasses resolve it on the worker."""
+    """Where a worker finds its credential. Subclasses resolve it on the worker."""
 
     def resolve(self) -> str | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def open_session(self, base_url: str) -> Session:
+        """A new Session for ``base_url`` with this credential."""
+        return Session(base_url, api_key=self.resolve())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +41,24 @@ class EnvVarCredential(CredentialSource):
         if not value:
             raise RuntimeError(f"environment variable {self.name} (the Tiled API key) is not set on this worker")
         return value
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenFileCredential(CredentialSource):
+    """A login session's token file (shared file system or same machine): workers refresh it safely together."""
+
+    path: str
+
+    def resolve(self) -> None:
+        return None
+
+    def open_session(self, base_url: str) -> Session:
+        store = FileTokenStore(self.path)
+        if store.load() is None:
+            raise RuntimeError(f"no login tokens in {self.path} on this worker; log in first (client.login())")
+        session = Session(base_url)
+        session.set_auth(TokenAuth(store, session.token_refresher("auth/session/refresh"), server=base_url))
+        return session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,13 +86,6 @@ class SessionHandle:
         self._session = session  # keeps the connection alive as long as a graph needs it
         _LIVE[self._id] = session
 
-    @classmethod
-    def _rebuild(cls, handle_id: str, base_url: str, source: CredentialSource) -> "SessionHandle":
-        handle = cls.__new__(cls)
-        handle._id, handle._base_url, handle._source = handle_id, base_url, source
-        handle._session = _LIVE.get(handle_id)
-        return handle
-
     @property
     def base_url(self) -> str:
         return self._base_url
@@ -81,23 +96,25 @@ class SessionHandle:
             return self._session
         if self._source is None:
             raise RuntimeError(
-                f"no session for {self._base_url} in this process, and its API key was given directly, "
-                "so it was not shipped; set TILED_API_KEY on the workers and connect without api_key="
+                f"no session for {self._base_url} in this process, and its credential was given directly "
+                "(or kept in memory only), so it was not shipped; set TILED_API_KEY on the workers and connect "
+                "without api_key=, or log in with remember_me=True"
             )
         key = (self._base_url, self._source)
         with _LOCK:
             session = _REOPENED.get(key)
             if session is None:
-                session = _REOPENED[key] = Session(self._base_url, api_key=self._source.resolve())
+                session = _REOPENED[key] = self._source.open_session(self._base_url)
         return session
 
     def __reduce__(self):
         if self._source is None:
             raise TypeError(
-                "this client's API key was passed directly and is not put into pickles or task graphs; "
-                "use TILED_API_KEY (or a profile) so workers can find it themselves"
+                "this client's credential (an API key passed directly, or a login kept in memory only) is not "
+                "put into pickles or task graphs; use TILED_API_KEY (or a profile), or log in with "
+                "remember_me=True, so workers can find it themselves"
             )
-        return (SessionHandle._rebuild, (self._id, self._base_url, self._source))
+        return (_rebuild_handle, (self._id, self._base_url, self._source))
 
     def __dask_tokenize__(self):
         # The id (kept through pickling) tells connections apart: dask-expr shares expressions
@@ -106,3 +123,12 @@ class SessionHandle:
 
     def __repr__(self) -> str:
         return f"<SessionHandle {self._base_url}>"
+
+
+def _rebuild_handle(handle_id: str, base_url: str, source: CredentialSource) -> SessionHandle:
+    # A module-level function, not a classmethod: cloudpickle (Prefect, Dask's fallback) pickles a
+    # classmethod's function by value, dragging in this module's weak registry, which cannot be pickled.
+    handle = SessionHandle.__new__(SessionHandle)
+    handle._id, handle._base_url, handle._source = handle_id, base_url, source
+    handle._session = _LIVE.get(handle_id)
+    return handle

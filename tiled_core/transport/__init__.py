@@ -1,10 +1,12 @@
 """Transport: the only layer that talks HTTP."""
 
-from ._auth import ApiKeyAuth
+from ._auth import ApiKeyAuth, TokenAuth
+from ._cache import Cache, CacheWarning
 from ._config import Limits, RetryPolicy, Timeouts
 from ._errors import (
     AuthenticationError,
     ClientError,
+    LoginRequired,
     Conflict,
     ConnectionFailed,
     MalformedResponse,
@@ -18,10 +20,12 @@ from ._errors import (
     TruncatedResponse,
 )
 from ._session import Params, Session
+from ._tokens import FileTokenStore, MemoryTokenStore, Tokens, TokenStore, cache_directory, token_file_for
 
 __all__ = [
-    "ApiKeyAuth", "Limits", "RetryPolicy", "Timeouts", "Session", "Params",
+    "ApiKeyAuth", "TokenAuth", "Cache", "CacheWarning", "Tokens", "TokenStore", "MemoryTokenStore",
+    "FileTokenStore", "cache_directory", "token_file_for", "Limits", "RetryPolicy", "Timeouts", "Session", "Params",
     "TiledError", "TransportError", "ConnectionFailed", "RequestTimeout", "TruncatedResponse",
-    "MalformedResponse", "ServerError", "ClientError", "AuthenticationError", "PermissionDenied",
+    "MalformedResponse", "ServerError", "ClientError", "AuthenticationError", "LoginRequired", "PermissionDenied",
     "NotFound", "NotAcceptable", "Conflict",
 ]

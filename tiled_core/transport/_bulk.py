@@ -87,9 +87,12 @@ class BulkReader:
                 return
         connection.close()
 
-    def read_into(self, target: str, headers: dict[str, str], out: memoryview, *, url: str) -> None:
+    def read_into(self, target: str, headers: dict[str, str], out: memoryview, *, url: str,
+                  auth_hint: str | None = None):
         """GET ``target`` (path and query) and fill ``out`` exactly with the body.
 
+        Returns ``(status, response headers)``: 200, or 304 (``out`` untouched)
+        when the request carried ``If-None-Match`` and the server's copy matches.
         Raises the status's ServerError, ``MalformedResponse`` when the server
         announces another size or an encoding, ``TruncatedResponse`` when the
         body ends early, ``ConnectionFailed``/``RequestTimeout`` on socket trouble.
@@ -106,11 +109,16 @@ class BulkReader:
                 connection = self._checkout_fresh()
                 connection.request("GET", target, headers=headers)
                 response = connection.getresponse()
+            if response.status == 304:
+                response.read()
+                reusable = not response.will_close
+                return 304, response.msg
             if response.status != 200:
                 body = response.read()
                 detail = error_detail(body, response.getheader("content-type", ""))
+                hint = {"auth_hint": auth_hint} if auth_hint else {}
                 error = error_for_status(
-                    response.status, detail, url=url, request_id=response.getheader("x-tiled-request-id")
+                    response.status, detail, url=url, request_id=response.getheader("x-tiled-request-id"), **hint
                 )
                 error.retry_after = _retry_after(response)  # honoured by the session's retry loop
                 raise error
@@ -132,6 +140,7 @@ class BulkReader:
             if response.read(1):
                 raise MalformedResponse(f"{url}: body is longer than the {total} bytes expected")
             reusable = not response.will_close
+            return 200, response.msg
         except (socket.timeout, TimeoutError) as exc:
             raise RequestTimeout(f"timed out reading {url}") from exc
         except http.client.IncompleteRead as exc:

@@ -9,6 +9,7 @@
     └── ServerError               the server answered with an error status (status, detail, request_id)
         └── ClientError           4xx
             ├── AuthenticationError   401
+            │   └── LoginRequired     the login session expired or was revoked: log in again
             ├── PermissionDenied      403
             ├── NotFound              404
             ├── NotAcceptable         406 (format not offered)
@@ -29,6 +30,7 @@ __all__ = [
     "ServerError",
     "ClientError",
     "AuthenticationError",
+    "LoginRequired",
     "PermissionDenied",
     "NotFound",
     "NotAcceptable",
@@ -91,6 +93,10 @@ class AuthenticationError(ClientError):
     """401: missing, wrong, expired or revoked credentials."""
 
 
+class LoginRequired(AuthenticationError):
+    """The login session can no longer be refreshed (expired, revoked, or logged out): log in again."""
+
+
 class PermissionDenied(ClientError):
     """403: the credentials are valid but not allowed to do this."""
 
@@ -116,9 +122,14 @@ _BY_STATUS: dict[int, type[ServerError]] = {
 }
 
 
-def error_for_status(status: int, detail: str, *, url: str, request_id: str | None) -> ServerError:
-    """Build the exception for an error status."""
+DEFAULT_AUTH_HINT = "pass api_key=, set TILED_API_KEY, or log in"
+
+
+def error_for_status(
+    status: int, detail: str, *, url: str, request_id: str | None, auth_hint: str = DEFAULT_AUTH_HINT
+) -> ServerError:
+    """Build the exception for an error status; ``auth_hint`` says what to do about a 401."""
     cls = _BY_STATUS.get(status) or (ClientError if 400 <= status < 500 else ServerError)
     if cls is AuthenticationError:
-        detail = f"{detail} (the server at {url.split('/api/')[0]} rejected the credentials; pass api_key= or set TILED_API_KEY)"
+        detail = f"{detail} (the server at {url.split('/api/')[0]} rejected the credentials: {auth_hint})"
     return cls(status, detail, url=url, request_id=request_id)

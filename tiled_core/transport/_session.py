@@ -11,16 +11,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from .._version import user_agent
-from ._auth import ApiKeyAuth
+from ._auth import ApiKeyAuth, TokenAuth
 from ._bulk import BulkReader, bulk_supported
+from ._cache import Cache, CacheSlot, cache_key, identity_of
 from ._config import Limits, RetryPolicy, Timeouts
 from ._decode import JSON, MSGPACK, decode_document, error_detail
 from ._errors import (
+    AuthenticationError,
     ConnectionFailed,
     MalformedResponse,
     RequestTimeout,
@@ -36,6 +38,7 @@ Params = Sequence[tuple[str, Any]] | dict[str, Any] | None
 T = TypeVar("T")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _DOCUMENT_ACCEPT = MSGPACK
+_FORM = "application/x-www-form-urlencoded"
 
 
 class _RetryableStatus(Exception):
@@ -81,6 +84,10 @@ class Session:
     Arguments:
         base_url: the API base, e.g. ``http://127.0.0.1:8000/api/v1``.
         api_key: sent as ``Authorization: Apikey ...`` on every request.
+        auth: another credential instead (``TokenAuth`` for a login session,
+            or any ``httpx.Auth``); see also ``set_auth``.
+        cache: a response ``Cache``: GETs of documents and data are
+            revalidated by ETag and a ``304`` reuses the stored body.
         headers: extra headers for every request.
         timeouts, limits, retry: see ``Timeouts``, ``Limits``, ``RetryPolicy``.
         verify: TLS verification (bool, CA bundle path or ``ssl.SSLContext``).
@@ -99,6 +106,8 @@ class Session:
         base_url: str,
         *,
         api_key: str | None = None,
+        auth: httpx.Auth | None = None,
+        cache: Cache | None = None,
         headers: dict[str, str] | None = None,
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
@@ -108,11 +117,16 @@ class Session:
         http_client: httpx.Client | None = None,
         compression: str = "auto",
     ) -> None:
+        if api_key and auth is not None:
+            raise ValueError("give api_key or auth, not both")
+        if cache is not None and not isinstance(cache, Cache):
+            raise TypeError(f"cache must be a tiled_core Cache, not {type(cache).__name__}")
         self._base_url = base_url.rstrip("/")
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy.from_env()
-        self._auth = ApiKeyAuth(api_key) if api_key else None
+        self._auth: httpx.Auth | None = ApiKeyAuth(api_key) if api_key else auth
+        self.cache = cache
         self._compression = compression
         self._loopback = _is_loopback(self._base_url)
         base_headers = {"user-agent": user_agent()}
@@ -145,7 +159,49 @@ class Session:
 
     @property
     def has_api_key(self) -> bool:
-        return self._auth is not None
+        return isinstance(self._auth, ApiKeyAuth)
+
+    @property
+    def auth(self) -> httpx.Auth | None:
+        """The credential sent with requests (``ApiKeyAuth``, ``TokenAuth``, another ``httpx.Auth``, or None)."""
+        return self._auth
+
+    def set_auth(self, auth: httpx.Auth | None) -> None:
+        """Switch credentials (e.g. after a login or logout); requests already under way keep theirs."""
+        self._auth = auth
+
+    @property
+    def has_credentials(self) -> bool:
+        """True with an API key, a login session, custom auth, or an Authorization header."""
+        return self._auth is not None or "authorization" in self._http.headers
+
+    def _identity(self) -> str:
+        """Who requests speak for, without the secret (keys the response cache)."""
+        auth = self._auth
+        if isinstance(auth, TokenAuth) and auth.principal:
+            return f"principal:{auth.principal}"
+        if isinstance(auth, ApiKeyAuth):
+            return identity_of(auth.headers()["Authorization"])
+        if auth is not None:
+            return f"auth:{id(auth)}"  # custom auth: its identity is unknown, keep it apart
+        return identity_of(self._http.headers.get("authorization"))
+
+    def _auth_hint(self) -> str:
+        if isinstance(self._auth, ApiKeyAuth):
+            return "the API key is wrong, expired or revoked"
+        if isinstance(self._auth, TokenAuth):
+            return "the login session is no longer valid; log in again"
+        if self.has_credentials:
+            return "check the credentials given in headers or auth"
+        return "pass api_key=, set TILED_API_KEY, or log in"
+
+    def _header_auth(self) -> dict[str, str] | None:
+        """The auth header for the bulk path, or None when the credential cannot be a plain header."""
+        if self._auth is None:
+            return {}
+        if isinstance(self._auth, (ApiKeyAuth, TokenAuth)):
+            return self._auth.headers()
+        return None
 
     def __repr__(self) -> str:
         return f"<Session {self._base_url}>"
@@ -154,7 +210,9 @@ class Session:
         raise TypeError("a Session holds connections and credentials and cannot be pickled")
 
     def url(self, path: str) -> str:
-        """The absolute URL of an API path such as ``metadata/a/b``."""
+        """The absolute URL of an API path such as ``metadata/a/b`` (absolute URLs, e.g. server links, pass through)."""
+        if path.startswith(("http://", "https://")):
+            return path
         return f"{self._base_url}/{quote(path, safe='/')}" if path else f"{self._base_url}/"
 
     # -- the retry loop ----------------------------------------------------
@@ -201,6 +259,7 @@ class Session:
             error_detail(response.content, response.headers.get("content-type", "")),
             url=url,
             request_id=response.headers.get("x-tiled-request-id"),
+            auth_hint=self._auth_hint(),
         )
         if response.status_code in self.retry.statuses:
             raise _RetryableStatus(error, _retry_after(response.headers))
@@ -217,19 +276,58 @@ class Session:
             headers["accept-encoding"] = self._compression
         return headers
 
+    # -- the response cache ------------------------------------------------------
+    def _cache_slot(self, full_url: str, accept: str, headers: dict[str, str]) -> CacheSlot | None:
+        """Where this GET's answer is (or will be) cached; None when not caching it."""
+        cache = self.cache
+        if cache is None or not cache.usable or "no-store" in headers.get("cache-control", "").lower():
+            return None
+        key = cache_key("GET", full_url, accept, self._identity())
+        return CacheSlot(cache, key, cache.lookup(key))
+
     # -- requests ------------------------------------------------------------
+    def _get_whole(self, url: str, params: Params, headers: dict[str, str]) -> tuple[bytes, str]:
+        """GET a whole body (through the cache if any): ``(body, content type)``."""
+        request = self._http.build_request("GET", url, params=params, headers=headers)
+        slot = self._cache_slot(str(request.url), headers.get("accept", ""), headers)
+        if slot is not None and slot.fresh():
+            body = slot.stored_body()
+            if body is not None:
+                return body, slot.entry.content_type
+        if slot is not None:
+            request.headers.update(slot.validators())
+
+        def attempt():
+            try:
+                response = self._http.send(request, auth=self._auth)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                body = slot.offline() if slot is not None else None
+                if body is None:
+                    raise
+                return body, slot.entry.content_type
+            if response.status_code == 304 and slot is not None and slot.entry is not None:
+                body = slot.stored_body(validated=True)
+                if body is not None:
+                    return body, slot.entry.content_type
+                # The stored copy was replaced meanwhile (another process): fetch it whole.
+                request.headers.pop("if-none-match", None)
+                slot.entry = None
+                response = self._http.send(request, auth=self._auth)
+            self._check(response, url)
+            if slot is not None:
+                slot.keep(headers, response.status_code, response.headers, response.content)
+            return response.content, response.headers.get("content-type", "")
+
+        return self._with_retries("GET", url, attempt)
+
     def get_document(self, path: str, params: Params = None) -> Any:
         """GET a metadata-type document (msgpack on the wire), decoded."""
         url = self.url(path)
         headers = {"accept": _DOCUMENT_ACCEPT}
         if self._compression not in ("auto",):
             headers.update(self._data_headers(_DOCUMENT_ACCEPT))
-
-        def attempt():
-            response = self._check(self._http.get(url, params=params, headers=headers, auth=self._auth), url)
-            return decode_document(response.content, response.headers.get("content-type", ""), url=url)
-
-        return self._with_retries("GET", url, attempt)
+        body, content_type = self._get_whole(url, params, headers)
+        return decode_document(body, content_type, url=url)
 
     def get_bytes(self, path: str, params: Params = None, *, accept: str, expected_size: int | None = None,
                   json: Any = None) -> bytes:
@@ -240,63 +338,107 @@ class Session:
         retried like a GET.
         """
         url = self.url(path)
+        if json is None:
+            body, _ = self._get_whole(url, params, self._data_headers(accept))
+            if expected_size is not None and len(body) != expected_size:
+                raise MalformedResponse(f"{url}: got {len(body)} bytes, expected {expected_size}")
+            return body
+        import orjson
+
         headers = self._data_headers(accept)
-        method = "GET" if json is None else "POST"
-        content = None
-        if json is not None:
-            import orjson
+        headers["content-type"] = JSON
+        content = orjson.dumps(json)
 
-            content = orjson.dumps(json)
-            headers["content-type"] = JSON
-
-        def attempt():
+        def attempt():  # a read sent as POST (not cached): retried like a GET
             response = self._check(
-                self._http.request(method, url, params=params, content=content, headers=headers, auth=self._auth), url
+                self._http.request("POST", url, params=params, content=content, headers=headers, auth=self._auth), url
             )
             body = response.content
             if expected_size is not None and len(body) != expected_size:
                 raise MalformedResponse(f"{url}: got {len(body)} bytes, expected {expected_size}")
             return body
 
-        return self._with_retries(method, url, attempt, idempotent=True)
+        return self._with_retries("POST", url, attempt, idempotent=True)
 
     def read_into(self, path: str, params: Params, *, accept: str, out: memoryview) -> None:
-        """GET a binary body of exactly ``len(out)`` bytes into ``out``."""
+        """GET a binary body of exactly ``len(out)`` bytes into ``out``.
+
+        Large bodies take the bulk path (straight from the socket into ``out``);
+        with a cache, a ``304`` fills ``out`` from the stored copy instead.
+        """
         url = self.url(path)
         headers = self._data_headers(accept)
+        full_url = httpx.URL(url, params=params)
+        slot = self._cache_slot(str(full_url), accept, headers)
+        if slot is not None and slot.fresh() and slot.stored_body(out):
+            return
         use_bulk = self._bulk is not None and headers.get("accept-encoding") == "identity"
-        if use_bulk:
-            target = httpx.URL(url, params=params).raw_path.decode("ascii")
-            bulk_headers = {"user-agent": user_agent(), "accept-encoding": "identity", **headers}
-            bulk_headers.update({k: v for k, v in self._http.headers.items() if k.lower() not in ("accept", "accept-encoding")})
-            if self._auth is not None:
-                bulk_headers.update(self._auth.headers())
 
-            def attempt():
-                try:
-                    self._bulk.read_into(target, bulk_headers, out, url=url)
-                except ServerError as error:
-                    if error.status in self.retry.statuses:
-                        raise _RetryableStatus(error, getattr(error, "retry_after", None)) from None
-                    raise
+        def fetch(validators: dict[str, str]):
+            wanted = {**headers, **validators}
+            if use_bulk:
+                auth_headers = self._header_auth()
+                if auth_headers is not None:  # custom httpx.Auth cannot ride the bulk path
+                    return self._bulk_fetch(full_url.raw_path.decode("ascii"), wanted, auth_headers, out, url)
+            return self._stream_fetch(url, params, wanted, out)
 
-        else:
-
-            def attempt():
-                with self._http.stream("GET", url, params=params, headers=headers, auth=self._auth) as response:
-                    self._check(response, url)
-                    received = 0
-                    total = len(out)
-                    for chunk in response.iter_bytes():
-                        end = received + len(chunk)
-                        if end > total:
-                            raise MalformedResponse(f"{url}: body is longer than the {total} bytes expected")
-                        out[received:end] = chunk
-                        received = end
-                    if received != total:
-                        raise TruncatedResponse(url, total, received)
+        def attempt():
+            try:
+                status, response_headers = fetch(slot.validators() if slot is not None else {})
+            except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionFailed, RequestTimeout):
+                if slot is not None and slot.offline(out):
+                    return
+                raise
+            if status == 304 and slot is not None:
+                if slot.stored_body(out, validated=True):
+                    return
+                status, response_headers = fetch({})  # the stored copy was replaced meanwhile
+            if slot is not None:
+                slot.keep(headers, status, response_headers, out)
 
         self._with_retries("GET", url, attempt)
+
+    def _bulk_fetch(self, target: str, headers: dict[str, str], auth_headers: dict[str, str], out: memoryview, url: str):
+        request_headers = {"user-agent": user_agent(), "accept-encoding": "identity", **headers}
+        request_headers.update(
+            {k: v for k, v in self._http.headers.items() if k.lower() not in ("accept", "accept-encoding")}
+        )
+        request_headers.update(auth_headers)
+
+        def once():
+            try:
+                return self._bulk.read_into(target, request_headers, out, url=url, auth_hint=self._auth_hint())
+            except ServerError as error:
+                if error.status in self.retry.statuses:
+                    raise _RetryableStatus(error, getattr(error, "retry_after", None)) from None
+                raise
+
+        try:
+            return once()
+        except AuthenticationError:
+            if not isinstance(self._auth, TokenAuth):
+                raise
+            # As TokenAuth.auth_flow does for httpx: refresh once and resend.
+            stale = auth_headers["Authorization"].partition(" ")[2]
+            request_headers["Authorization"] = f"Bearer {self._auth.renew(stale).access_token}"
+            return once()
+
+    def _stream_fetch(self, url: str, params: Params, headers: dict[str, str], out: memoryview):
+        with self._http.stream("GET", url, params=params, headers=headers, auth=self._auth) as response:
+            if response.status_code == 304:
+                return 304, response.headers
+            self._check(response, url)
+            received = 0
+            total = len(out)
+            for chunk in response.iter_bytes():
+                end = received + len(chunk)
+                if end > total:
+                    raise MalformedResponse(f"{url}: body is longer than the {total} bytes expected")
+                out[received:end] = chunk
+                received = end
+            if received != total:
+                raise TruncatedResponse(url, total, received)
+            return response.status_code, response.headers
 
     @contextlib.contextmanager
     def stream(self, path: str, params: Params = None, *, accept: str) -> Iterator[Iterator[bytes]]:
@@ -336,11 +478,19 @@ class Session:
         json: Any = None,
         content: bytes | memoryview | None = None,
         content_type: str | None = None,
+        form: dict[str, str] | None = None,
+        authenticate: bool = True,
     ) -> Any:
-        """Send a body (JSON-encodable ``json`` or raw ``content``); return the decoded reply or None."""
+        """Send a body (JSON-encodable ``json``, a ``form``, or raw ``content``); return the decoded reply or None.
+
+        ``authenticate=False`` sends no credential (login and token endpoints).
+        """
         import orjson
 
         url = self.url(path)
+        auth = self._auth if authenticate else None
+        if form is not None:
+            content, content_type = urlencode(form).encode(), _FORM
         headers = {"accept": f"{_DOCUMENT_ACCEPT}, {JSON}"}
         if json is not None:
             try:
@@ -355,7 +505,7 @@ class Session:
 
         def attempt():
             response = self._check(
-                self._http.request(method, url, params=params, content=content, headers=headers, auth=self._auth),
+                self._http.request(method, url, params=params, content=content, headers=headers, auth=auth),
                 url,
             )
             if not response.content or response.status_code == 204:
@@ -363,6 +513,29 @@ class Session:
             return decode_document(response.content, response.headers.get("content-type", ""), url=url)
 
         return self._with_retries(method, url, attempt)
+
+    # -- login sessions --------------------------------------------------------
+    def token_refresher(self, refresh_url: str) -> Callable[[str], Any]:
+        """For ``TokenAuth``: one POST of a refresh token to ``refresh_url`` (an API path or URL).
+
+        No retries of its own: the request that needed fresh tokens is retried
+        whole by ``_with_retries``. A refusal raises AuthenticationError.
+        """
+        url = self.url(refresh_url)
+
+        def refresh(refresh_token: str):
+            response = self._http.post(url, json={"refresh_token": refresh_token}, headers={"accept": JSON}, auth=None)
+            self._check(response, url)
+            return decode_document(response.content, response.headers.get("content-type", ""), url=url)
+
+        return refresh
+
+    def refresh_login(self) -> Any:
+        """Refresh the login session's tokens now (with retries); returns the new ``Tokens``."""
+        auth = self._auth
+        if not isinstance(auth, TokenAuth):
+            raise RuntimeError("not logged in: there is no login session to refresh")
+        return self._with_retries("POST", self.url("auth/session/refresh"), lambda: auth.renew(None, force=True))
 
     # -- concurrency -------------------------------------------------------
     def run_concurrently(self, function: Callable[[Any], T], items: Iterable[Any], *, concurrency: int | None = None) -> list[T]:

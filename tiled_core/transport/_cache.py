@@ -1,0 +1,602 @@
+"""The HTTP response cache: one SQLite file (WAL), shared by threads and processes.
+
+Entries are keyed by a hash of method, URL (with query), ``Accept`` header and
+the identity of the credential (the user behind a login, or a hash of the API
+key), so answers for different formats or users never mix. Only ``200``
+answers carrying an ``ETag`` are kept, and the session revalidates them
+(``If-None-Match``); a ``304`` reuses the stored body. With ``max_age`` the
+user allows entries validated less than that many seconds ago to be used
+without asking. Bodies are stored and read as SQLite BLOBs in pieces,
+straight from/into the caller's buffer, in a table of their own: updating an
+entry's bookkeeping (last use) must not rewrite a body of hundreds of MiB.
+
+A file that is corrupt, not ours, or locked for longer than the busy timeout
+turns the cache off for this ``Cache`` object with a ``CacheWarning``: the
+client keeps working, uncached.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from ._tokens import cache_directory
+
+__all__ = ["Cache", "CacheWarning", "CachedEntry", "CacheSlot", "cache_key", "identity_of", "storable"]
+
+SCHEMA_VERSION = 3
+DEFAULT_CAPACITY = 500_000_000
+DEFAULT_MAX_ITEM_SIZE = 500_000
+_VERSION_TABLE = "tiled_core_response_cache_version"
+_PAGE_SIZE = 65536  # large pages: big BLOBs read in fewer, longer runs
+_PIECE = 8 << 20  # bytes moved per BLOB read/write call
+_BUSY_TIMEOUT = 10.0  # seconds to wait for another writer before giving up
+_MAX_IDLE_CONNECTIONS = 8
+# Not kept: hop-by-hop and framing headers (the body is stored decoded), and cookies.
+_DROPPED_HEADERS = frozenset({
+    "connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "set-cookie",
+    "date", "server-timing", "x-tiled-request-id",
+})
+
+
+class CacheWarning(UserWarning):
+    """The response cache could not be used (corrupt, foreign or locked file); the client goes on uncached."""
+
+
+class _Unusable(Exception):
+    pass
+
+
+def _jwt_subject(token: str) -> str | None:
+    """The ``sub`` claim of a JWT, unverified (only to key the cache by user)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims["sub"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def identity_of(authorization: str | None) -> str:
+    """Who a request speaks for, without the secret: a login's principal, or a hash of the credential."""
+    if not authorization:
+        return "anonymous"
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        subject = _jwt_subject(credential.strip())
+        if subject:
+            return f"principal:{subject}"
+    return "credential:" + hashlib.sha256(authorization.encode()).hexdigest()
+
+
+def cache_key(method: str, url: str, accept: str, identity: str) -> str:
+    """The key of one response: a hash, so the file holds neither URLs nor credentials in the clear."""
+    text = "\n".join((method.upper(), url, accept.strip().lower(), identity))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _request_key(request: httpx.Request) -> str:
+    return cache_key(
+        request.method, str(request.url), request.headers.get("accept", ""),
+        identity_of(request.headers.get("authorization")),
+    )
+
+
+def storable(request_headers, response_status: int, response_headers) -> bool:
+    """A ``200`` with an ``ETag`` (so it can be revalidated), and no ``no-store`` either way."""
+    if response_status != 200 or not response_headers.get("etag"):
+        return False
+    for headers in (request_headers, response_headers):
+        directives = [d.strip().lower() for d in headers.get("cache-control", "").split(",")]
+        if "no-store" in directives:
+            return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedEntry:
+    """What is known of a stored response before reading its body."""
+
+    key: str
+    etag: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    size: int
+    validated_at: float  # when the server last confirmed this version (stored it, or answered 304)
+
+    @property
+    def content_type(self) -> str:
+        for name, value in self.headers:
+            if name.lower() == "content-type":
+                return value
+        return ""
+
+
+@dataclasses.dataclass
+class CacheSlot:
+    """One GET's place in a cache: the stored entry to revalidate (if any), and where the answer goes."""
+
+    cache: "Cache"
+    key: str
+    entry: CachedEntry | None
+
+    def validators(self) -> dict[str, str]:
+        """Headers making the GET conditional on the stored version."""
+        return {"if-none-match": self.entry.etag} if self.entry is not None else {}
+
+    def stored_body(self, out: memoryview | None = None, *, validated: bool = False):
+        """The stored body (or True after filling ``out``); None/False if it changed meanwhile.
+
+        ``validated``: the server has just confirmed it (a 304).
+        """
+        if self.entry is None:
+            return None if out is None else False
+        return self.cache.read_body(self.entry, out, validated=validated)
+
+    def fresh(self) -> bool:
+        """True when the cache's ``max_age`` lets the stored entry answer without asking the server."""
+        max_age = self.cache.max_age
+        return self.entry is not None and max_age is not None and time.time() - self.entry.validated_at <= max_age
+
+    def offline(self, out: memoryview | None = None):
+        """The stored body when the server is unreachable and the cache allows offline reads."""
+        if not self.cache.allow_offline or self.entry is None:
+            return None if out is None else False
+        result = self.stored_body(out)
+        if result is not None and result is not False:
+            self.cache.note_offline()
+        return result
+
+    def keep(self, request_headers, status: int, headers, body) -> None:
+        """Store the answer if it may be cached."""
+        if storable(request_headers, status, headers):
+            self.cache.store(self.key, status, headers, body)
+
+
+def _default_filepath() -> Path:
+    return cache_directory() / "tiled_core_http_response_cache.db"
+
+
+def _check_size(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of bytes, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, not {value!r}")
+    return int(value)
+
+
+class Cache:
+    """An SQLite-backed HTTP response cache, safe for several threads and processes at once.
+
+    Arguments:
+        filepath: the SQLite file (created if missing). Default:
+            ``$TILED_CACHE_DIR`` or the user's cache directory, file
+            ``tiled_core_http_response_cache.db``.
+        capacity: most bytes of response bodies kept; the least recently used
+            entries are evicted to make room.
+        max_item_size: larger bodies are not stored (must be below ``capacity``).
+        readonly: read entries but never write (the file is opened read-only).
+        allow_offline: when the server cannot be reached, answer reads from
+            stored entries (validated by ETag when they were stored) instead of
+            failing; a warning says so once per ``Cache``.
+        max_age: seconds during which an entry, once stored or confirmed by
+            the server, is used without asking again. Default None: every use
+            is revalidated (one request, answered 304 with no body). Set it
+            for data known not to change meanwhile; changes made on the server
+            within that window are not seen.
+
+    Raises ValueError/TypeError for bad sizes. A corrupt, foreign or locked file
+    gives a ``CacheWarning`` and a cache that stores nothing.
+    """
+
+    def __init__(
+        self,
+        filepath: str | os.PathLike | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
+        readonly: bool = False,
+        *,
+        allow_offline: bool = False,
+        max_age: float | None = None,
+    ) -> None:
+        capacity = _check_size("capacity", capacity)
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0):
+            raise ValueError(f"max_age must be a number of seconds >= 0 or None, not {max_age!r}")
+        max_item_size = _check_size("max_item_size", max_item_size)
+        if capacity <= max_item_size:
+            raise ValueError(f"capacity ({capacity}) must be greater than max_item_size ({max_item_size})")
+        self._filepath = Path(filepath) if filepath is not None else _default_filepath()
+        self._capacity = capacity
+        self._max_item_size = max_item_size
+        self._readonly = bool(readonly)
+        self._allow_offline = bool(allow_offline)
+        self._max_age = None if max_age is None else float(max_age)
+        self._busy_timeout = _BUSY_TIMEOUT
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._disabled: str | None = None
+        self._warned_offline = False
+        try:
+            self._prepare()
+        except (sqlite3.Error, OSError, _Unusable) as exc:
+            self._disable(f"cannot use {self._filepath}: {exc}")
+
+    # -- settings ------------------------------------------------------------
+    @property
+    def filepath(self) -> Path:
+        """Filepath of SQLite database storing cache data."""
+        return self._filepath
+
+    @property
+    def capacity(self) -> int:
+        """Max capacity in bytes (response bodies only)."""
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        value = _check_size("capacity", value)
+        if value <= self._max_item_size:
+            raise ValueError(f"capacity ({value}) must be greater than max_item_size ({self._max_item_size})")
+        self._capacity = value
+
+    @property
+    def max_item_size(self) -> int:
+        """Max size of a response body eligible for caching."""
+        return self._max_item_size
+
+    @max_item_size.setter
+    def max_item_size(self, value: int) -> None:
+        value = _check_size("max_item_size", value)
+        if value >= self._capacity:
+            raise ValueError(f"max_item_size ({value}) must be less than capacity ({self._capacity})")
+        self._max_item_size = value
+
+    @property
+    def readonly(self) -> bool:
+        """If True, cache be read but not updated."""
+        return self._readonly
+
+    @property
+    def allow_offline(self) -> bool:
+        """If True, stored entries answer reads while the server is unreachable."""
+        return self._allow_offline
+
+    @property
+    def max_age(self) -> float | None:
+        """Seconds an entry is used without revalidation after the server last confirmed it (None: always ask)."""
+        return self._max_age
+
+    @property
+    def usable(self) -> bool:
+        """False once the file proved corrupt, foreign or locked (see ``CacheWarning``)."""
+        return self._disabled is None
+
+    def write_safe(self) -> bool:
+        """Check that it is safe to write: not read-only and not disabled. Any thread may write."""
+        return not self._readonly and self._disabled is None
+
+    def __repr__(self) -> str:
+        state = "" if self._disabled is None else " disabled"
+        return f"<Cache {str(self._filepath)!r}{' readonly' if self._readonly else ''}{state}>"
+
+    def __reduce__(self):
+        # Only settings travel (e.g. to Dask workers); each process opens the file itself.
+        return (_rebuild, (str(self._filepath), self._capacity, self._max_item_size, self._readonly,
+                           self._allow_offline, self._max_age))
+
+    # -- connections -----------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._readonly:
+            uri = f"{self._filepath.resolve().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            self._filepath.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._filepath, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache, no fsync per commit
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
+                self._idle, self._pid = [], os.getpid()
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()  # its state is unknown (e.g. mid-transaction)
+            raise
+        with self._lock:
+            if len(self._idle) < _MAX_IDLE_CONNECTIONS and self._pid == os.getpid():
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _prepare(self) -> None:
+        if self._readonly and not self._filepath.exists():
+            raise _Unusable("the file does not exist and the cache is read-only")
+        with self._connection() as conn:
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and _VERSION_TABLE not in tables:
+                raise _Unusable("the file is not a tiled_core response cache")
+            version = None
+            if tables:
+                row = conn.execute(f"SELECT version FROM {_VERSION_TABLE}").fetchone()
+                version = row[0] if row else None
+            if version == SCHEMA_VERSION:
+                return
+            if self._readonly:
+                raise _Unusable(f"cache schema version {version}, expected {SCHEMA_VERSION}, and read-only")
+            if not tables:
+                conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only takes effect on an empty file
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA journal_size_limit=67108864")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = None
+                if _VERSION_TABLE in {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+                    row = conn.execute(f"SELECT version FROM {_VERSION_TABLE}").fetchone()
+                if row is None or row[0] != SCHEMA_VERSION:  # still (another process may have just made it)
+                    # A cache is disposable: an old layout is replaced, not migrated.
+                    for table in ("responses", "bodies", _VERSION_TABLE):
+                        conn.execute(f"DROP TABLE IF EXISTS {table}")
+                    conn.execute(
+                        "CREATE TABLE responses (cache_key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
+                        "status_code INTEGER NOT NULL, headers TEXT NOT NULL, size INTEGER NOT NULL, "
+                        "time_created REAL NOT NULL, time_last_accessed REAL NOT NULL, "
+                        "time_validated REAL NOT NULL, body_id INTEGER NOT NULL)"
+                    )
+                    conn.execute("CREATE TABLE bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+                    conn.execute("CREATE INDEX responses_by_last_access ON responses (time_last_accessed)")
+                    conn.execute(f"CREATE TABLE {_VERSION_TABLE} (version INTEGER NOT NULL)")
+                    conn.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (?)", (SCHEMA_VERSION,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _disable(self, reason: str, stacklevel: int = 3) -> None:
+        if self._disabled is None:
+            self._disabled = reason
+            warnings.warn(f"response cache disabled, continuing without it: {reason}", CacheWarning,
+                          stacklevel=stacklevel)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Turn SQLite trouble into a warning and a disabled cache."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "locked" in text or "busy" in text:
+                self._disable(f"{self._filepath} stayed locked for over {self._busy_timeout:g}s while {what}", 4)
+            else:
+                self._disable(f"{what} in {self._filepath} failed: {exc}", 4)
+        except sqlite3.DatabaseError as exc:
+            self._disable(f"{self._filepath} is damaged ({exc}) while {what}", 4)
+
+    # -- used by the transport -----------------------------------------------
+    def lookup(self, key: str) -> CachedEntry | None:
+        """The stored entry for ``key`` (without its body), or None."""
+        if self._disabled is not None:
+            return None
+        with self._guard("looking up an entry"), self._connection() as conn:
+            row = conn.execute(
+                "SELECT etag, status_code, headers, size, time_validated FROM responses WHERE cache_key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            etag, status, headers, size, validated_at = row
+            return CachedEntry(key, etag, status, tuple(tuple(h) for h in json.loads(headers)), size, validated_at)
+        return None
+
+    def read_body(self, entry: CachedEntry, out: memoryview | None = None, *, validated: bool = False):
+        """The body stored for ``entry`` if it is still that version (same ETag).
+
+        With ``out``, fill it instead (its length must match) and return True;
+        None (False with ``out``) when the entry has changed or gone, e.g.
+        replaced by another process. ``validated``: the server has just
+        confirmed this version (restarts its ``max_age``).
+        """
+        missing = None if out is None else False
+        if self._disabled is not None:
+            return missing
+        result = missing
+        with self._guard("reading an entry"), self._connection() as conn:
+            conn.execute("BEGIN")  # one snapshot: the ETag checked is the body read
+            try:
+                row = conn.execute(
+                    "SELECT body_id, size FROM responses WHERE cache_key = ? AND etag = ?", (entry.key, entry.etag)
+                ).fetchone()
+                if row is not None and (out is None or row[1] == len(out)):
+                    result = _read_blob(conn, row[0], row[1], out)
+            finally:
+                conn.execute("COMMIT")
+            if result is not missing:
+                self._touch(conn, entry.key, validated)
+        return result
+
+    def _touch(self, conn: sqlite3.Connection, key: str, validated: bool) -> None:
+        if self._readonly:
+            return
+        now = time.time()
+        try:
+            if validated:
+                conn.execute("UPDATE responses SET time_last_accessed = ?, time_validated = ? WHERE cache_key = ?",
+                             (now, now, key))
+            else:
+                conn.execute("UPDATE responses SET time_last_accessed = ? WHERE cache_key = ?", (now, key))
+        except sqlite3.OperationalError:
+            pass  # busy: the recency of one entry is not worth waiting for
+
+    def store(self, key: str, status: int, headers, body: bytes | memoryview) -> bool:
+        """Keep a body (evicting least recently used entries to fit); False if not stored."""
+        if self._readonly or self._disabled is not None:
+            return False
+        view = memoryview(body).cast("B") if not isinstance(body, bytes) else memoryview(body)
+        size = view.nbytes
+        if size > self._max_item_size:
+            return False
+        pairs = [(k, v) for k, v in headers.items() if k.lower() not in _DROPPED_HEADERS]
+        etag = headers.get("etag", "")
+        now = time.time()
+        stored = False
+        with self._guard("storing an entry"), self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _remove(conn, [key])
+                self._make_room(conn, size)
+                body_id = conn.execute("INSERT INTO bodies (body) VALUES (zeroblob(?))", (size,)).lastrowid
+                if size:
+                    with conn.blobopen("bodies", "body", body_id) as blob:
+                        for start in range(0, size, _PIECE):
+                            blob.write(view[start:start + _PIECE])
+                conn.execute(
+                    "INSERT INTO responses (cache_key, etag, status_code, headers, size, time_created, "
+                    "time_last_accessed, time_validated, body_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, etag, status, json.dumps(pairs), size, now, now, now, body_id),
+                )
+                conn.execute("COMMIT")
+                stored = True
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        return stored
+
+    def _make_room(self, conn: sqlite3.Connection, incoming: int) -> None:
+        """Evict the least recently used entries until ``incoming`` more bytes fit."""
+        (total,) = conn.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()
+        excess = total + incoming - self._capacity
+        if excess <= 0:
+            return
+        victims = []
+        for victim, size in conn.execute("SELECT cache_key, size FROM responses ORDER BY time_last_accessed, rowid"):
+            victims.append(victim)
+            excess -= size
+            if excess <= 0:
+                break
+        _remove(conn, victims)
+
+    def note_offline(self) -> None:
+        if not self._warned_offline:
+            self._warned_offline = True
+            warnings.warn(
+                f"the server is unreachable; answering from the response cache {self._filepath} "
+                "(allow_offline=True): data may be out of date", CacheWarning, stacklevel=4,
+            )
+
+    # -- the reference client's API --------------------------------------------
+    def get(self, request: httpx.Request) -> httpx.Response | None:
+        """Get cached response from Cache (None if absent)."""
+        entry = self.lookup(_request_key(request))
+        if entry is None:
+            return None
+        body = self.read_body(entry)
+        if body is None:
+            return None
+        response = httpx.Response(entry.status, headers=list(entry.headers), content=body, request=request)
+        response.extensions["from_cache"] = True
+        return response
+
+    def set(self, *, request: httpx.Request, response: httpx.Response, content: bytes | None = None) -> bool:
+        """Set new response entry in cache; False if declined (too large, or the cache is disabled).
+
+        ``content`` is the body when ``response`` has not been read. Raises
+        RuntimeError on a read-only cache.
+        """
+        if self._readonly:
+            raise RuntimeError("Cache is readonly")
+        body = content if content is not None else response.content
+        return self.store(_request_key(request), response.status_code, response.headers, body)
+
+    def delete(self, request: httpx.Request) -> None:
+        """Delete an entry from cache. Raises RuntimeError on a read-only cache."""
+        if self._readonly:
+            raise RuntimeError("Cache is readonly")
+        if self._disabled is not None:
+            return
+        with self._guard("deleting an entry"), self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            _remove(conn, [_request_key(request)])
+            conn.execute("COMMIT")
+
+    def clear(self) -> None:
+        """Drop all entries from HTTP response cache. Raises RuntimeError on a read-only cache."""
+        if self._readonly:
+            raise RuntimeError("Cannot clear read-only cache")
+        if self._disabled is not None:
+            return
+        with self._guard("clearing"), self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM responses")
+            conn.execute("DELETE FROM bodies")
+            conn.execute("COMMIT")
+
+    def size(self) -> int:
+        """Size of response bodies in bytes (does not count headers and other auxiliary info)."""
+        return int(self._scalar("measuring", "SELECT COALESCE(SUM(size), 0) FROM responses"))
+
+    def count(self) -> int:
+        """Number of responses cached."""
+        return int(self._scalar("counting", "SELECT COUNT(*) FROM responses"))
+
+    def close(self) -> None:
+        """Close cache (its connections; the file stays). A later use reopens them."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _scalar(self, what: str, sql: str):
+        if self._disabled is not None:
+            return 0
+        with self._guard(what), self._connection() as conn:
+            return conn.execute(sql).fetchone()[0]
+        return 0
+
+
+def _remove(conn: sqlite3.Connection, keys: list[str]) -> None:
+    """Delete entries and their bodies (inside the caller's write transaction)."""
+    for key in keys:
+        row = conn.execute("SELECT body_id FROM responses WHERE cache_key = ?", (key,)).fetchone()
+        if row is not None:
+            conn.execute("DELETE FROM responses WHERE cache_key = ?", (key,))
+            conn.execute("DELETE FROM bodies WHERE id = ?", row)
+
+
+def _read_blob(conn: sqlite3.Connection, rowid: int, size: int, out: memoryview | None) -> bytes | bool:
+    if size == 0:
+        return b"" if out is None else True
+    with conn.blobopen("bodies", "body", rowid, readonly=True) as blob:
+        if out is None:
+            return blob.read()
+        for start in range(0, size, _PIECE):
+            out[start:start + _PIECE] = blob.read(_PIECE)
+    return True
+
+
+def _rebuild(filepath, capacity, max_item_size, readonly, allow_offline, max_age) -> Cache:
+    return Cache(filepath, capacity, max_item_size, readonly, allow_offline=allow_offline, max_age=max_age)
