@@ -98,6 +98,28 @@ def scratch(root, ref_scratch):
     return root[ref_scratch.item["id"]]
 
 
+@pytest.fixture(scope="module", params=["numpy", "dask"])
+def mode_root(request, tiled_server):
+    """A tiled_core root client in each structure-client mode ("numpy", then "dask")."""
+    from tiled_core.client import from_uri
+
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key, structure_clients=request.param)
+    yield client
+    client.context.close()
+
+
+@pytest.fixture(scope="module")
+def node(mode_root, stored):
+    """The container a test module filled (its ``stored`` fixture gives the key), in each mode."""
+    return mode_root[stored]
+
+
+@pytest.fixture(scope="module")
+def ref_node(ref_root, stored):
+    """The same container through the reference client."""
+    return ref_root[stored]
+
+
 @pytest.fixture(scope="session")
 def small_limit_server():
     """A server whose response size limit is 20 kB, to exercise reads that must be split."""

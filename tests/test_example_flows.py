@@ -21,13 +21,25 @@ def test_scans_story_against_running_server(tiled_server):
     assert not any(tiled_server.api_key in line for line in lines)
 
 
-def test_main_job_with_embedded_server():
-    env = {k: v for k, v in os.environ.items() if k not in ("TILED_URI", "TILED_API_KEY")}
+def test_main_job_runs_the_whole_story_on_embedded_servers():
+    env = {k: v for k, v in os.environ.items() if k not in ("TILED_URI", "TILED_API_KEY", "PREFECT_API_URL")}
     result = subprocess.run(
-        [sys.executable, "-m", "example_flows", "--scans", "3"],
-        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=180,
+        [sys.executable, "-m", "example_flows", "--scans", "2"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=900,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "embedded server stopped" in result.stdout
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
-    assert summary["scans"] == 3 and summary["copper"] == ["scan000"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.rindex("\n{") + 1:])
+    assert summary["scans"]["count"] == 2
+    assert summary["prefect"]["reduced"] == 2
+    assert summary["dagster"]["partitions"] == 2
+    assert summary["copy"]["nodes"] == 2 * 3  # two scans, each a container with an image and a profile
+    assert summary["copy"]["bytes"] > 2 * 64 * 128 * 8
+    assert summary["facility"] != summary["analysis"]
+
+
+def test_main_job_explains_itself():
+    result = subprocess.run([sys.executable, "-m", "example_flows", "--help"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert result.returncode == 0
+    for option in ("--tiled-uri", "--api-key", "--analysis-uri", "--workers", "TILED_URI"):
+        assert option in result.stdout

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 import sparse
 
+from _checks import sends_no_request
 from tiled_core.client import from_uri
 from tiled_core.client.sparse import SparseClient
 from tiled_core.codecs.sparse import decode_coo_arrow, encode_coo_arrow
@@ -45,7 +46,7 @@ def _blocks(coo: sparse.COO, chunks):
 
 
 @pytest.fixture(scope="module")
-def arrays(ref_root):
+def stored(ref_root):
     """A container of sparse arrays written by the reference client."""
     from tiled.structures.array import BuiltinDtype
     from tiled.structures.core import StructureFamily
@@ -62,18 +63,6 @@ def arrays(ref_root):
     for block, coords, data in _blocks(CHUNKED, CHUNKS):
         chunked.write_block(coords=coords, data=data, block=block)
     return node.item["id"]
-
-
-@pytest.fixture(scope="module", params=["numpy", "dask"])
-def node(request, tiled_server, arrays):
-    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key, structure_clients=request.param)
-    yield client[arrays]
-    client.context.close()
-
-
-@pytest.fixture(scope="module")
-def ref_node(ref_root, arrays):
-    return ref_root[arrays]
 
 
 def _same(result, expected) -> None:
@@ -159,10 +148,8 @@ def test_slicing_one_dimension(node, selection):
 )
 def test_bad_selections_fail_before_any_request(node, selection, error):
     client = node["three"]
-    before = client.context.session.request_count
-    with pytest.raises(error):
+    with sends_no_request(client), pytest.raises(error):
         client[selection]
-    assert client.context.session.request_count == before
 
 
 def test_multi_block_read_and_blocks(node, ref_node):
@@ -264,7 +251,7 @@ def test_write_blocks_read_by_reference(scratch, ref_scratch):
     np.testing.assert_array_equal(ref_scratch["chunked"].read().todense(), CHUNKED.todense())
     with pytest.raises(ValueError, match="write_block"):
         client.write(CHUNKED.coords, CHUNKED.data)
-    with pytest.raises(ValueError, match="outside the block"):
+    with pytest.raises(ValueError, match=r"outside shape \(5, 3\)"):
         client.write_block(np.array([[5], [0]]), np.array([1.0]), (0, 0))
 
 
@@ -286,10 +273,8 @@ def test_rewrite_replaces_data(scratch, ref_scratch):
     ],
 )
 def test_bad_writes_fail_before_any_request(scratch, coords, data, shape, error):
-    before = scratch.context.session.request_count
-    with pytest.raises(error):
+    with sends_no_request(scratch), pytest.raises(error):
         scratch.write_sparse(coords, data, shape, key="bad")
-    assert scratch.context.session.request_count == before
 
 
 def test_on_conflict(scratch, ref_scratch):

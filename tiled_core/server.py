@@ -187,7 +187,7 @@ class LocalTiledServer:
                 )
             try:
                 if httpx.get(url, timeout=1.0).status_code == 200:
-                    if self._answers_with_our_key():
+                    if self._is_ours():
                         return
                     self._terminate()
                     raise _PortTaken(f"another server answers on port {self.port}")
@@ -199,7 +199,7 @@ class LocalTiledServer:
             f"tiled server on port {self.port} not ready after {self._startup_timeout}s:\n{self.log_tail()}"
         )
 
-    def _answers_with_our_key(self) -> bool:
+    def _is_ours(self) -> bool:
         # /healthz answers for any server on the port; only ours accepts our key.
         reply = httpx.get(f"{self.uri}/metadata/", headers={"Authorization": f"Apikey {self._api_key}"}, timeout=1.0)
         return reply.status_code == 200
@@ -348,6 +348,13 @@ class ConfiguredTiledServer(LocalTiledServer):
 
     def _secrets(self) -> list[str]:
         return list(self._env_secrets.values())
+
+    def _is_ours(self) -> bool:
+        # No single-user key here: recognise our server by its authentication providers.
+        about = httpx.get(f"{self.uri}/", timeout=1.0).json()
+        offered = [p.get("provider") for p in (about.get("authentication") or {}).get("providers") or []]
+        wanted = [p.get("provider") for p in (self._config.get("authentication") or {}).get("providers") or []]
+        return offered == wanted
 
 
 def _fill_directory(value, directory: str):

@@ -18,6 +18,13 @@ minutes of pointless repetition. A write that failed half way is finished by
 rerunning it with ``on_conflict="replace"``; ``"skip"`` keeps a node that
 already exists (reruns of completed work).
 
+Where the key goes: with Prefect's default (thread) task runner the block
+stays in this process. On a DaskTaskRunner, Prefect pickles each task's
+arguments *and the flow's parameters* to the workers, so a block holding an
+``api_key`` would travel with every task: there, use a block without
+``api_key`` and set ``TILED_API_KEY`` on the workers, or follow
+``prefect_tiled.flows.map_blocks_flow``, which ships only small block specs.
+
 Caching is off (``NO_CACHE``): reads must see the server's current data,
 writes are made idempotent by ``on_conflict``, and no cache key is ever
 computed from the credentials, so none can carry the key. Results are not

@@ -98,3 +98,15 @@ def plan(form: dict, slice) -> tuple[dict, list[str] | None]:
     if needed == sorted(expected_buffers(form)):
         return form, None
     return projected, needed
+
+
+def has_default_form_keys(form: dict) -> bool:
+    """Whether ``form``'s keys are the ones ``awkward.to_buffers`` assigns (``node0``, ``node1``, ... in order).
+
+    The server's ``/awkward/full`` route rebuilds the array and names its
+    buffers afresh that way; its buffer names match the stored form's only then.
+    """
+    import awkward as ak
+
+    renamed, _, _ = ak.to_buffers(ak.forms.from_dict(form).length_zero_array())
+    return renamed.to_dict() == form

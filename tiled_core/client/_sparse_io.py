@@ -6,13 +6,9 @@ import numpy as np
 
 from ..codecs.sparse import ARROW_FILE, coo_from_parts, decode_coo_arrow, encode_coo_arrow
 from ..transport import ClientError, Session
-from ._array_io import _route, _split_axis, block_slices
+from ._array_io import _route, _split_axis
+from ._limits import too_large
 from ._slicing import Selection
-
-
-def too_large(error: ClientError) -> bool:
-    """The server refused because the response would exceed its size limit (300 MB by default)."""
-    return error.status == 400 and "would exceed" in str(error.detail)
 
 
 def read_selection(session: Session, path: tuple[str, ...], selection: Selection, *, whole: bool = False):
@@ -75,22 +71,6 @@ def read_block(session: Session, path: tuple[str, ...], block: tuple[int, ...], 
         params.append(("slice", slice_param))
     body = session.get_bytes(_route("array/block", path), params, accept=ARROW_FILE)
     return decode_coo_arrow(body, shape)
-
-
-def read_blocks(session: Session, path: tuple[str, ...], chunks: tuple[tuple[int, ...], ...], shape: tuple[int, ...]):
-    """The whole array from concurrent block reads: each request reads one stored block only."""
-    blocks = list(block_slices(chunks))
-
-    def fetch(entry):
-        index, region = entry
-        part = read_block(session, path, index, tuple(r.stop - r.start for r in region))
-        offsets = np.array([r.start for r in region], dtype=part.coords.dtype)[:, np.newaxis]
-        return part.coords + offsets, part.data
-
-    parts = session.run_concurrently(fetch, blocks)
-    coords = np.concatenate([c for c, _ in parts], axis=1)
-    data = np.concatenate([d for _, d in parts])
-    return coo_from_parts(coords, data, shape)
 
 
 def put(session: Session, path: tuple[str, ...], coords, data, *, block: tuple[int, ...] | None = None) -> None:

@@ -404,13 +404,11 @@ class Container(BaseClient, collections.abc.Mapping):
         """
         from ..codecs.sparse import check_coo_parts
         from ..structures import SparseStructure
-        from .sparse import _check_in_bounds
 
         check_on_conflict(on_conflict)
         validated = validate_key(key) if key is not None else None
         shape = tuple(int(s) for s in shape)
-        coords, data = check_coo_parts(coords, data, len(shape))
-        _check_in_bounds(coords, shape, "array")
+        coords, data = check_coo_parts(coords, data, shape)
         structure = SparseStructure.from_coo(coords, data, shape, dims=dims)
         target = begin_write(self, "sparse", [_writable_source("sparse", structure)], key=validated, metadata=metadata,
                              specs=specs, access_tags=access_tags, on_conflict=on_conflict)

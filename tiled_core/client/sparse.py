@@ -8,14 +8,10 @@ from ..codecs.sparse import check_coo_parts
 from ..structures import SparseStructure
 from . import _sparse_io
 from ._slicing import block_selection, normalize
+from .array import ArrayClient
 from .base import BaseClient
 
 __all__ = ["SparseClient"]
-
-
-def _check_in_bounds(coords: np.ndarray, shape: tuple[int, ...], what: str) -> None:
-    if coords.size and ((coords.min(axis=1) < 0).any() or (coords.max(axis=1) >= np.asarray(shape)).any()):
-        raise ValueError(f"coords fall outside the {what} of shape {shape}")
 
 
 class SparseClient(BaseClient):
@@ -30,21 +26,11 @@ class SparseClient(BaseClient):
             self._structure = SparseStructure.from_json(self._structure or self.item["attributes"]["structure"])
         return self._structure
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.structure().shape
-
-    @property
-    def chunks(self) -> tuple[tuple[int, ...], ...]:
-        return self.structure().chunks
-
-    @property
-    def dims(self) -> tuple[str, ...] | None:
-        return self.structure().dims
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
+    # The same as for dense arrays: read from the structure, no request.
+    shape = ArrayClient.shape
+    chunks = ArrayClient.chunks
+    dims = ArrayClient.dims
+    ndim = ArrayClient.ndim
 
     @property
     def dtype(self) -> np.dtype | None:
@@ -61,14 +47,14 @@ class SparseClient(BaseClient):
     def read(self, slice=None):
         """The whole array, or a numpy-style selection of it, as a ``sparse.COO``.
 
-        An all-integer selection gives the element as a numpy scalar, as sparse does.
-        Raises IndexError/TypeError/ValueError for a bad selection before any request.
+        One request (the server joins the blocks); a response over the server's
+        size limit is split into concurrent halves. An all-integer selection
+        gives the element as a numpy scalar, as sparse does. Raises
+        IndexError/TypeError/ValueError for a bad selection before any request.
         """
         structure = self.structure()
         selection = normalize(slice, structure.shape)
         session = self._context.session
-        if slice is None and len(list(_sparse_io.block_slices(structure.chunks))) > 1:
-            return _sparse_io.read_blocks(session, self._path, structure.chunks, structure.shape)
         if not selection.shape and structure.shape:
             return _sparse_io.element(_sparse_io.read_selection(session, self._path, _sparse_io.as_box(selection)))
         coo = _sparse_io.read_selection(session, self._path, selection, whole=slice is None)
@@ -103,18 +89,16 @@ class SparseClient(BaseClient):
     def write(self, coords, data) -> None:
         """Replace the data of a single-block sparse array with COO ``coords`` (ndim x nnz) and ``data``."""
         structure = self.structure()
-        if len(list(_sparse_io.block_slices(structure.chunks))) > 1:
+        if any(len(sizes) > 1 for sizes in structure.chunks):
             raise ValueError(f"{self.path} has {structure.chunks} chunks: write each block with write_block")
-        coords, data = check_coo_parts(coords, data, structure.ndim)
-        _check_in_bounds(coords, structure.shape, "array")
+        coords, data = check_coo_parts(coords, data, structure.shape)
         _sparse_io.put(self._context.session, self._path, coords, data)
 
     def write_block(self, coords, data, block) -> None:
         """Replace one block's data; ``coords`` are local to the block."""
         structure = self.structure()
         block = block_selection(block, structure.chunks)
-        coords, data = check_coo_parts(coords, data, structure.ndim)
-        _check_in_bounds(coords, tuple(sizes[i] for i, sizes in zip(block, structure.chunks)), f"block {block}")
+        coords, data = check_coo_parts(coords, data, tuple(sizes[i] for i, sizes in zip(block, structure.chunks)))
         _sparse_io.put(self._context.session, self._path, coords, data, block=block)
 
     # -- export ------------------------------------------------------------

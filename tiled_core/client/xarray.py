@@ -59,9 +59,6 @@ class DaskDatasetClient(Container):
                 raise KeyError(f"no variables {missing} in {self.path or '/'}")
         return found
 
-    def _read_variable(self, client):
-        return client.read()
-
     def _dataset(self, variables, read_all):
         import xarray
 
@@ -79,12 +76,12 @@ class DaskDatasetClient(Container):
         """An ``xarray.Dataset`` of all variables (or the named ones), lazily backed by dask arrays.
 
         ``optimize_wide_table`` is accepted for compatibility and has no effect:
-        variables are read concurrently, one request (or more) each.
+        each variable is its own dask array, read block by block when computed.
         """
-        return self._dataset(variables, lambda clients: [self._read_variable(c) for c in clients])
+        return self._dataset(variables, lambda clients: [client.read() for client in clients])
 
     def export(self, filepath, fields=None, *, format=None) -> None:
-        """Download the dataset (or the named ``fields``) in a format the server offers, e.g. netCDF or CSV."""
+        """Download the dataset (or the named ``fields``) in a format the server offers (its ``formats``)."""
         params = [("field", name) for name in fields or []]
         self._export(filepath, format=format, route="container/full", params=params)
 

@@ -9,20 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..transport import MalformedResponse
-
-ARROW_FILE = "application/vnd.apache.arrow.file"
+from .table import ARROW_FILE, decode_arrow, encode_arrow
 
 __all__ = ["ARROW_FILE", "decode_coo_arrow", "encode_coo_arrow", "coo_from_parts", "check_coo_parts"]
 
 
 def _columns(body) -> dict[str, np.ndarray]:
-    import pyarrow as pa
-    import pyarrow.ipc
-
-    try:
-        table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
-        raise MalformedResponse(f"sparse payload is not a readable Arrow IPC file ({exc})") from None
+    table = decode_arrow(body)
     columns = {}
     for name in table.column_names:
         column = table.column(name)
@@ -73,33 +66,33 @@ def coo_from_parts(coords: np.ndarray, data: np.ndarray, shape: tuple[int, ...])
     return sparse.COO(coords, data, shape=shape, has_duplicates=not canonical, sorted=canonical)
 
 
-def check_coo_parts(coords, data, ndim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Validate COO ``coords`` (ndim x nnz integers) and ``data`` (nnz values) for upload."""
+def check_coo_parts(coords, data, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate COO ``coords`` (ndim x nnz integers) and ``data`` (nnz values) for upload.
+
+    With ``shape``, the coordinates must have one row per dimension and lie inside it.
+    Raises ValueError or TypeError.
+    """
     coords = np.asarray(coords)
     data = np.asarray(data)
-    if coords.ndim == 1 and ndim == 1:
+    if coords.ndim == 1 and shape is not None and len(shape) == 1:
         coords = coords[np.newaxis, :]
     if coords.ndim != 2:
         raise ValueError(f"coords must be a 2-D array (ndim x nnz), not {coords.ndim}-D")
-    if ndim is not None and coords.shape[0] != ndim:
-        raise ValueError(f"coords has {coords.shape[0]} rows; the array has {ndim} dimensions")
     if coords.size and coords.dtype.kind not in "iu":
         raise TypeError(f"coords must be integers, not {coords.dtype}")
     if data.ndim != 1 or len(data) != coords.shape[1]:
         raise ValueError(f"data must be 1-D with one value per coordinate ({coords.shape[1]}), not shape {data.shape}")
     if data.dtype.kind in "OV":
         raise TypeError(f"sparse data of dtype {data.dtype} cannot be sent to a Tiled server")
+    if shape is not None:
+        if coords.shape[0] != len(shape):
+            raise ValueError(f"coords has {coords.shape[0]} rows; the array has {len(shape)} dimensions")
+        if coords.size and ((coords.min(axis=1) < 0).any() or (coords.max(axis=1) >= np.asarray(shape)).any()):
+            raise ValueError(f"coords fall outside shape {tuple(shape)}")
     return coords, data
 
 
-def encode_coo_arrow(coords, data) -> bytes:
+def encode_coo_arrow(coords, data) -> memoryview:
     """COO ``coords`` (ndim x nnz) and ``data`` (nnz) -> Arrow IPC file bytes (``data`` last)."""
-    import pyarrow as pa
-    import pyarrow.ipc
-
     coords, data = check_coo_parts(coords, data)
-    table = pa.table({**{f"dim{i}": coords[i] for i in range(coords.shape[0])}, "data": data})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return encode_arrow({**{f"dim{i}": coords[i] for i in range(coords.shape[0])}, "data": data})

@@ -101,6 +101,17 @@ def _dtype_from_numpy(dtype: np.dtype) -> "BuiltinDtype | StructDtype":
     return StructDtype.from_numpy_dtype(dtype) if np.dtype(dtype).fields is not None else BuiltinDtype.from_numpy_dtype(dtype)
 
 
+def check_layout(chunks, shape, dims) -> None:
+    """Chunks must add up to the shape, and dims (if any) name every dimension."""
+    if len(chunks) != len(shape):
+        raise ValueError(f"chunks {chunks} do not match shape {shape}")
+    for size, chunk in zip(shape, chunks):
+        if sum(chunk) != size:
+            raise ValueError(f"chunks {chunks} do not add up to shape {shape}")
+    if dims is not None and len(dims) != len(shape):
+        raise ValueError(f"dims {dims} do not match shape {shape}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ArrayStructure:
     """Shape, chunking (dask-style: block sizes per dimension), dtype and dimension names."""
@@ -112,13 +123,7 @@ class ArrayStructure:
     resizable: bool | tuple[bool, ...] = False
 
     def __post_init__(self) -> None:
-        if len(self.chunks) != len(self.shape):
-            raise ValueError(f"chunks {self.chunks} do not match shape {self.shape}")
-        for size, chunk in zip(self.shape, self.chunks):
-            if sum(chunk) != size:
-                raise ValueError(f"chunks {self.chunks} do not add up to shape {self.shape}")
-        if self.dims is not None and len(self.dims) != len(self.shape):
-            raise ValueError(f"dims {self.dims} do not match shape {self.shape}")
+        check_layout(self.chunks, self.shape, self.dims)
 
     @classmethod
     def from_json(cls, data: dict) -> "ArrayStructure":

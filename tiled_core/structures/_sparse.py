@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from ._array import BuiltinDtype, StructDtype, _dtype_from_json, _dtype_from_numpy
+from ._array import BuiltinDtype, StructDtype, _dtype_from_json, _dtype_from_numpy, check_layout
 
 _DEFAULT_COORD_TYPE = {"endianness": "little", "kind": "u", "itemsize": 8}  # the server's default
 
@@ -22,13 +22,7 @@ class SparseStructure:
     layout: str = "COO"
 
     def __post_init__(self) -> None:
-        if len(self.chunks) != len(self.shape):
-            raise ValueError(f"chunks {self.chunks} do not match shape {self.shape}")
-        for size, chunk in zip(self.shape, self.chunks):
-            if sum(chunk) != size:
-                raise ValueError(f"chunks {self.chunks} do not add up to shape {self.shape}")
-        if self.dims is not None and len(self.dims) != len(self.shape):
-            raise ValueError(f"dims {self.dims} do not match shape {self.shape}")
+        check_layout(self.chunks, self.shape, self.dims)
         if self.layout != "COO":
             raise ValueError(f"only the COO sparse layout exists, not {self.layout!r}")
 

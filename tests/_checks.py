@@ -1,0 +1,13 @@
+"""Small assertions shared by the test modules."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+@contextlib.contextmanager
+def sends_no_request(client):
+    """Assert that the block sends no request on ``client``'s connection (e.g. bad input caught locally)."""
+    before = client.context.session.request_count
+    yield
+    assert client.context.session.request_count == before, "a request was sent"
