@@ -106,13 +106,25 @@ def test_resource_opens_one_client_per_run_and_closes_it(resources, tiled_server
         assert "tiled_core.client.container" in type(by_profile.get_client()).__module__
 
 
-def test_resource_never_prompts_and_checks_its_settings(tiled_server, monkeypatch):
-    monkeypatch.delenv("TILED_API_KEY", raising=False)
+def test_resource_never_prompts_and_checks_its_settings(tiled_server, auth_server, monkeypatch):
+    from tiled_core.client import from_uri
     from tiled_core.transport import AuthenticationError
 
-    without_key = TiledResource(uri=tiled_server.uri)
-    with pytest.raises(AuthenticationError):  # an error at once: no login prompt, no stdin read
-        without_key.get_client()
+    class Prompted(Exception):
+        pass
+
+    def no_terminal(*args):
+        raise Prompted(args)
+
+    monkeypatch.delenv("TILED_API_KEY", raising=False)
+    monkeypatch.setenv("TILED_FORCE_PROMPT", "1")  # as if at a terminal: the plain client would ask here
+    monkeypatch.setattr("builtins.input", no_terminal)
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    with pytest.raises(Prompted):
+        from_uri(auth_server.uri, remember_me=False)
+    for uri in (auth_server.uri, tiled_server.uri):  # a login server, an API-key server
+        with pytest.raises(AuthenticationError):  # an error at once, never a prompt
+            TiledResource(uri=uri).get_client()
     with pytest.raises(ValueError, match="structure_clients"):
         TiledResource(uri=tiled_server.uri, structure_clients="pandas").get_client()
     with pytest.raises(ValueError, match="uri= or profile="):
