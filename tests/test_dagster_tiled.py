@@ -106,13 +106,25 @@ def test_resource_opens_one_client_per_run_and_closes_it(resources, tiled_server
         assert "tiled_core.client.container" in type(by_profile.get_client()).__module__
 
 
-def test_resource_never_prompts_and_checks_its_settings(tiled_server, monkeypatch):
-    monkeypatch.delenv("TILED_API_KEY", raising=False)
+def test_resource_never_prompts_and_checks_its_settings(tiled_server, auth_server, monkeypatch):
+    from tiled_core.client import from_uri
     from tiled_core.transport import AuthenticationError
 
-    without_key = TiledResource(uri=tiled_server.uri)
-    with pytest.raises(AuthenticationError):  # an error at once: no login prompt, no stdin read
-        without_key.get_client()
+    class Prompted(Exception):
+        pass
+
+    def no_terminal(*args):
+        raise Prompted(args)
+
+    monkeypatch.delenv("TILED_API_KEY", raising=False)
+    monkeypatch.setenv("TILED_FORCE_PROMPT", "1")  # as if at a terminal: the plain client would ask here
+    monkeypatch.setattr("builtins.input", no_terminal)
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    with pytest.raises(Prompted):
+        from_uri(auth_server.uri, remember_me=False)
+    for uri in (auth_server.uri, tiled_server.uri):  # a login server, an API-key server
+        with pytest.raises(AuthenticationError):  # an error at once, never a prompt
+            TiledResource(uri=uri).get_client()
     with pytest.raises(ValueError, match="structure_clients"):
         TiledResource(uri=tiled_server.uri, structure_clients="pandas").get_client()
     with pytest.raises(ValueError, match="uri= or profile="):
@@ -192,7 +204,7 @@ def test_round_trip_by_annotation(kind, resources, tiled, root):
     assert node_at(root, tiled, "upstream").metadata["dagster"]["asset_key"] == "upstream"
 
 
-def test_unannotated_input_loads_by_family(resources):
+def test_unannotated_input_loads_by_family_with_output_metadata(resources):
     seen = {}
 
     @asset
@@ -219,9 +231,18 @@ def test_unannotated_input_loads_by_family(resources):
     def both(image, dataset, table, ragged, coo):
         seen.update(image=image, dataset=dataset, table=table, ragged=ragged, coo=coo)
 
-    assert materialize([image, dataset, table, ragged, coo, both], resources=resources).success
+    result = materialize([image, dataset, table, ragged, coo, both], resources=resources)
+    assert result.success
     assert isinstance(seen["ragged"], ak.Array) and ak.to_list(seen["ragged"]) == RAGGED
     assert isinstance(seen["coo"], sparse.COO) and seen["coo"].nnz == 3
+    ragged_md, coo_md = materialization(result, "ragged"), materialization(result, "coo")
+    assert ragged_md["length"].value == 3 and "var * float64" in ragged_md["type"].value
+    assert ragged_md["bytes written"].value == ak.Array(RAGGED).nbytes
+    assert coo_md["shape"].value == [5, 4] and coo_md["nnz"].value == 3 and coo_md["dtype"].value == "float64"
+    assert coo_md["bytes written"].value == COO.coords.nbytes + COO.data.nbytes
+    dataset_md = materialization(result, "dataset")
+    assert dataset_md["dims"].value == {"t": 3} and dataset_md["data_vars"].value == ["v"]
+    assert all("dagster/uri" in md for md in (ragged_md, coo_md, dataset_md))
     assert isinstance(seen["table"], pd.DataFrame) and seen["table"]["counts"].tolist() == [10, 20, 30, 40]
     assert isinstance(seen["image"], np.ndarray) and np.array_equal(seen["image"], IMAGE)
     assert isinstance(seen["dataset"], xr.Dataset) and list(seen["dataset"]["v"].values) == [0.0, 1.0, 2.0]
@@ -293,24 +314,6 @@ def test_output_metadata(resources, tiled, root):
     assert metadata["dtype"].value == "float64"
     assert metadata["chunks"].value == [[3, 3], [8]]
     assert metadata["bytes written"].value == IMAGE.nbytes
-
-
-def test_awkward_and_sparse_output_metadata(resources):
-    @asset
-    def ragged():
-        return ak.Array(RAGGED)
-
-    @asset
-    def coo():
-        return COO
-
-    result = materialize([ragged, coo], resources=resources)
-    ragged_md, coo_md = materialization(result, "ragged"), materialization(result, "coo")
-    assert ragged_md["length"].value == 3 and "var * float64" in ragged_md["type"].value
-    assert ragged_md["bytes written"].value == ak.Array(RAGGED).nbytes
-    assert coo_md["shape"].value == [5, 4] and coo_md["nnz"].value == 3 and coo_md["dtype"].value == "float64"
-    assert coo_md["bytes written"].value == COO.coords.nbytes + COO.data.nbytes
-    assert all("dagster/uri" in md for md in (ragged_md, coo_md))
 
 
 def test_table_output_metadata(resources, tiled, root):
