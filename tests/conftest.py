@@ -33,13 +33,14 @@ def second_server():
         yield server
 
 
-@pytest.fixture(scope="module")
-def proxy(tiled_server):
-    """A loopback fault proxy (tests/_proxy.py) in front of the main server, one per test module."""
-    from _proxy import FaultProxy
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real distributed.LocalCluster: 2 worker processes, 2 threads each (started when asked for)."""
+    from distributed import Client, LocalCluster
 
-    with FaultProxy("127.0.0.1", tiled_server.port) as p:
-        yield p
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

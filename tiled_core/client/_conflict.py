@@ -68,9 +68,11 @@ __all__ = [
     "WriteTarget",
     "begin_write",
     "check_on_conflict",
+    "clear_mark",
     "finish_write",
     "is_incomplete",
     "is_marked",
+    "same_structure",
 ]
 
 ON_CONFLICT_CHOICES = ("error", "skip", "replace")
@@ -175,6 +177,11 @@ def begin_write(
     return WriteTarget(client, takes_data)
 
 
+def same_structure(family: str, wanted: Any, have: Any) -> bool:
+    """Whether two structures of ``family`` hold the same data layout (chunking aside, for arrays)."""
+    return _fingerprint(family, wanted) == _fingerprint(family, have)
+
+
 def _check_reusable(existing, family: str, data_sources: list[dict]) -> bool:
     """Raise if ``existing`` cannot stand for the requested node; return whether it needs its data."""
     where = existing.path or "/"
@@ -201,8 +208,13 @@ def finish_write(client) -> None:
     if not is_marked(client):
         return
     specs = [spec for spec in client.specs if spec.name != INCOMPLETE_SPEC]
-    client.context.session.send(
-        "PUT", client._route("metadata"), json={"specs": [s.to_json() for s in specs]},
+    clear_mark(client.context.session, client.path_parts, specs)
+    client.item["attributes"]["specs"] = [s.to_json() for s in specs]
+
+
+def clear_mark(session, path: tuple[str, ...], specs: list) -> None:
+    """Set the specs of the node at ``path`` to ``specs`` (the mark left out), keeping no revision."""
+    session.send(
+        "PUT", "metadata/" + "/".join(path), json={"specs": [Spec.coerce(s).to_json() for s in specs]},
         params=[("drop_revision", "true")],
     )
-    client.item["attributes"]["specs"] = [s.to_json() for s in specs]

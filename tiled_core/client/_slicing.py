@@ -45,6 +45,14 @@ class Selection:
                 parts.append(f"{entry.start}:{entry.stop}:{entry.step}")
         return ",".join(parts)
 
+    def offset(self, starts) -> "Selection":
+        """The same selection moved by ``starts`` per source axis (a block's selection -> the array's)."""
+        entries = tuple(
+            entry + start if isinstance(entry, int) else range(entry.start + start, entry.stop + start, entry.step)
+            for entry, start in zip(self.entries, starts)
+        )
+        return Selection(entries, self.flip)
+
     def with_output_axis(self, output_axis: int, start: int, stop: int) -> "Selection":
         """The sub-selection covering output positions ``start:stop`` along ``output_axis``."""
         entries = list(self.entries)

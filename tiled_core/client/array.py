@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codecs.array import OCTET_STREAM, byte_view
 from ..structures import ArrayStructure
 from ._array_io import block_slices, patch_full, put_block, read_block_into, read_selection_into
 from ._slicing import block_selection, normalize
@@ -85,7 +86,13 @@ class ArrayClient(BaseClient):
         block_shape = structure.block_shape(block)
         selection = normalize(slice, block_shape)
         out = np.empty(selection.shape, dtype=structure.dtype)
-        read_block_into(self._context.session, self._path, block, out, selection.to_param() if slice is not None else None)
+        if structure.dtype.isnative:
+            read_block_into(self._context.session, self._path, block, out, selection.to_param() if slice is not None else None)
+        elif out.size:
+            # /array/block sends the storage's byte order, not the declared one; /array/full casts.
+            starts = [sum(chunks[:i]) for chunks, i in zip(structure.chunks, block)]
+            self._context.session.read_into(self._route("array/full"), [("slice", selection.offset(starts).to_param())],
+                                            accept=OCTET_STREAM, out=byte_view(out))
         return np.flip(out, selection.flip) if selection.flip else out
 
     def read(self, slice=None) -> np.ndarray:
@@ -178,32 +185,26 @@ class ArrayClient(BaseClient):
         self._export(filepath, format=format, route="array/full", params=params)
 
 
-def _read_block_task(handle, path, block, shape, dtype) -> np.ndarray:
-    """A Dask task: read one block on whichever thread or worker runs it."""
-    out = np.empty(shape, dtype=dtype)
-    return read_block_into(handle.get(), path, block, out)
-
-
 class DaskArrayClient(ArrayClient):
     """Client-side wrapper around an array-like that returns dask arrays.
 
-    The graph holds one task per block; each task carries a small picklable
-    reference to the connection (never the API key) and reads its own block.
+    The collection has the server's chunks. Its graph holds small picklable
+    request descriptions (see ``tiled_core.distributed._array_tasks``), never
+    the client, the data or the API key; on a ``distributed`` cluster each
+    worker fetches its own blocks over its own connection pool. Neighbouring
+    small chunks are fetched with one request and split on the worker.
     """
 
     def _dask_array(self):
         import dask.array as da
         from dask.base import tokenize
 
+        from ..distributed._array_tasks import array_graph
+
         structure = self.structure()
         name = "tiled-core-read-" + tokenize(self.uri, structure.to_json())
-        handle = self._context.session_handle
-        dtype = structure.dtype
-        graph: dict[Any, Any] = {}
-        for index, region in block_slices(structure.chunks):
-            shape = tuple(s.stop - s.start for s in region)
-            graph[(name, *index)] = (_read_block_task, handle, self._path, index, shape, dtype)
-        return da.Array(graph, name, chunks=structure.chunks, dtype=dtype)
+        graph = array_graph(name, self._context.session_handle, self._path, structure.chunks, structure.dtype)
+        return da.Array(graph, name, chunks=structure.chunks, dtype=structure.dtype)
 
     def read(self, slice=None):
         """A dask array of the entire array, or of a selection."""
@@ -214,14 +215,23 @@ class DaskArrayClient(ArrayClient):
         return array
 
     def read_block(self, block, slice=None):
-        """A dask array of one block."""
+        """A dask array of one block (optionally sliced within it), read by one task."""
         import dask.array as da
+        from dask.base import tokenize
+
+        from ..distributed._array_tasks import ArrayRead, run_read
 
         structure = self.structure()
         block = block_selection(block, structure.chunks)
-        shape = normalize(slice, structure.block_shape(block)).shape
-        delayed = __import__("dask").delayed(self._read_block_numpy)(block, slice)
-        return da.from_delayed(delayed, shape=shape, dtype=structure.dtype)
+        selection = normalize(slice, structure.block_shape(block))
+        # /array/full with the block's place added: /array/block would send the storage's byte order.
+        starts = [sum(chunks[:i]) for chunks, i in zip(structure.chunks, block)]
+        params = (("slice", selection.offset(starts).to_param()),)
+        request = ArrayRead(self._context.session_handle, self._route("array/full"), params,
+                            selection.shape, structure.dtype, tuple(selection.flip))
+        name = "tiled-core-block-" + tokenize(self.uri, structure.to_json(), params)
+        graph = {(name,) + (0,) * len(selection.shape): (run_read, request)}
+        return da.Array(graph, name, chunks=tuple((n,) for n in selection.shape), dtype=structure.dtype)
 
 
 def _conform(array, dtype: np.dtype, *, lazy: bool = False):

@@ -141,15 +141,17 @@ class Container(BaseClient, collections.abc.Mapping):
             return False
         return True
 
-    def _iterate(self, start: int, stop: int | None, direction: int, page_size: int | None, *, keys_only: bool = False):
+    def _iterate(self, start: int, stop: int | None, direction: int, page_size: int | None, *, keys_only: bool = False,
+                 fields: tuple[str, ...] | None = None):
+        """Children in pages; ``fields`` (internal callers) asks for exactly those fields, none loaded later."""
         session = self._context.session
         route = self._route("search")
         base = [*self._filter_params(), *_sort_params(self._sorting, direction)]
-        lazy = not keys_only and not self._include_data_sources
+        lazy = not keys_only and not self._include_data_sources and fields is None
         if keys_only:
             base += [("fields", ""), ("omit_links", "true")]
         else:
-            base += self._item_params(LISTING_FIELDS if lazy else ITEM_FIELDS)
+            base += self._item_params(fields or (LISTING_FIELDS if lazy else ITEM_FIELDS))
         remaining = None if stop is None else stop - start
         position: tuple[str, str] = ("page[offset]", str(start))
         while remaining is None or remaining > 0:

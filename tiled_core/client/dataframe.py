@@ -180,7 +180,10 @@ def _read_partition_task(handle, path, columns, serial, partition):
     ``serial`` (tables not stored as Parquet): one such read at a time in this
     process, because the server's SQL adapter fails under concurrent reads.
     """
-    with _SERIAL if serial else contextlib.nullcontext():
+    from ..distributed._limits import request_slot
+
+    # The per-process slot keeps a big cluster from flooding the server (see tiled_core.distributed).
+    with _SERIAL if serial else contextlib.nullcontext(), request_slot(handle.base_url):
         return to_pandas(_table_io.fetch(handle.get(), path, partition=partition, columns=columns))
 
 

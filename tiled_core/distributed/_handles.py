@@ -90,6 +90,17 @@ class SessionHandle:
     def base_url(self) -> str:
         return self._base_url
 
+    @property
+    def source(self) -> CredentialSource | None:
+        """Where other processes find the credential (None: it was given directly and is not shipped)."""
+        return self._source
+
+    def use_source(self, source: CredentialSource) -> None:
+        """From now on, pickles of this handle tell workers to resolve the credential from ``source``."""
+        if not isinstance(source, CredentialSource):
+            raise TypeError(f"source must be a CredentialSource, not {type(source).__name__}")
+        self._source = source
+
     def get(self) -> Session:
         """The live Session here, or one reopened from the credential source (once per process)."""
         if self._session is not None:
@@ -98,7 +109,8 @@ class SessionHandle:
             raise RuntimeError(
                 f"no session for {self._base_url} in this process, and its credential was given directly "
                 "(or kept in memory only), so it was not shipped; set TILED_API_KEY on the workers and connect "
-                "without api_key=, or log in with remember_me=True"
+                "without api_key=, log in with remember_me=True, or ship an API key once with "
+                "tiled_core.distributed.share_credentials(dask_client, node)"
             )
         key = (self._base_url, self._source)
         with _LOCK:
@@ -112,7 +124,8 @@ class SessionHandle:
             raise TypeError(
                 "this client's credential (an API key passed directly, or a login kept in memory only) is not "
                 "put into pickles or task graphs; use TILED_API_KEY (or a profile), or log in with "
-                "remember_me=True, so workers can find it themselves"
+                "remember_me=True, so workers can find it themselves, or ship an API key once, out of band, "
+                "with tiled_core.distributed.share_credentials(dask_client, node)"
             )
         return (_rebuild_handle, (self._id, self._base_url, self._source))
 

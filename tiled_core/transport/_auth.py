@@ -23,6 +23,11 @@ class ApiKeyAuth(httpx.Auth):
             raise ValueError("api_key must not contain whitespace")
         self._api_key = api_key
 
+    @property
+    def secret(self) -> str:
+        """The key itself (for out-of-band shipping to trusted workers only)."""
+        return self._api_key
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Apikey {self._api_key}"}
 

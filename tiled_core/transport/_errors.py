@@ -64,6 +64,10 @@ class TruncatedResponse(TransportError):
         self.expected = expected
         self.received = received
 
+    def __reduce__(self):
+        # Errors cross process boundaries (Dask workers): rebuild from the fields, not the message.
+        return (type(self), (self.url, self.expected, self.received), self.__dict__)
+
 
 class MalformedResponse(TiledError):
     """A complete response whose content cannot be what was asked for."""
@@ -83,6 +87,10 @@ class ServerError(TiledError):
         self.request_id = request_id
         rid = f" [request id {request_id}]" if request_id else ""
         super().__init__(f"{status} from {url}: {detail}{rid}")
+
+    def __reduce__(self):
+        # Errors cross process boundaries (Dask workers): rebuild from the fields, not the message.
+        return (_rebuild_server_error, (type(self), self.status, self.detail, self.url, self.request_id), self.__dict__)
 
 
 class ClientError(ServerError):
@@ -111,6 +119,12 @@ class NotAcceptable(ClientError):
 
 class Conflict(ClientError):
     """409: the key exists, the node is not empty, or a write falls outside the array."""
+
+
+def _rebuild_server_error(cls, status, detail, url, request_id):
+    error = cls.__new__(cls)
+    ServerError.__init__(error, status, detail, url=url, request_id=request_id)
+    return error
 
 
 _BY_STATUS: dict[int, type[ServerError]] = {

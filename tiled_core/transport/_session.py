@@ -225,6 +225,13 @@ class Session:
             return self._auth.headers()
         return None
 
+    def reveal_api_key(self) -> str | None:
+        """The API key itself, for shipping once, out of band, to trusted workers.
+
+        Only ``tiled_core.distributed.share_credentials`` should need this; never log it.
+        """
+        return self._auth.secret if isinstance(self._auth, ApiKeyAuth) else None
+
     def __repr__(self) -> str:
         return f"<Session {self._base_url}>"
 

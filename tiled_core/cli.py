@@ -1,0 +1,193 @@
+"""The ``tiled-core`` command: copy between servers, list and search nodes.
+
+    tiled-core copy SRC_URI DEST_URI [--workers N | --scheduler ADDR] [--on-conflict error|warn|skip]
+    tiled-core ls URI [--long]
+    tiled-core search URI KEY=VALUE [KEY=VALUE ...] [--long]
+
+URIs name any node (``http://host:8000/api/v1/metadata/a/b`` or
+``http://host:8000/a/b``). API keys come only from the environment, never
+from the command line (where ``ps`` and shell history would show them):
+``TILED_SOURCE_API_KEY`` / ``TILED_DEST_API_KEY`` for ``copy``, falling back
+to ``TILED_API_KEY``, which ``ls`` and ``search`` use.
+
+Exit status: 0 on success, 1 when the server or the copy failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["main"]
+
+SOURCE_KEY = "TILED_SOURCE_API_KEY"
+DEST_KEY = "TILED_DEST_API_KEY"
+DEFAULT_KEY = "TILED_API_KEY"
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on stderr with exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tiled-core", description="Copy, list and search nodes on Tiled servers.",
+        epilog=f"API keys: {SOURCE_KEY} / {DEST_KEY} (copy) or {DEFAULT_KEY}; never on the command line.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    copy = commands.add_parser("copy", help="copy the children of SRC_URI under DEST_URI (resumable)",
+                               description="Copy the children of SRC_URI (a container) under DEST_URI, an existing "
+                               "container; rerun with --on-conflict skip to finish an interrupted copy.")
+    copy.add_argument("source", metavar="SRC_URI")
+    copy.add_argument("dest", metavar="DEST_URI")
+    where = copy.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="run the transfers on N local Dask worker processes")
+    where.add_argument("--scheduler", metavar="ADDR", help="run the transfers on the Dask cluster at ADDR")
+    copy.add_argument("--on-conflict", choices=("error", "warn", "skip"), default="error",
+                      help="for keys that exist at the destination (default: error)")
+    copy.add_argument("--concurrency", type=int, metavar="N", help="parallel data transfers (default 8)")
+    copy.add_argument("--external", choices=("register", "data"), default="register",
+                      help="externally managed data: register the same files (default) or copy the bytes")
+    copy.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ls = commands.add_parser("ls", help="list the children of URI")
+    ls.add_argument("uri", metavar="URI")
+    ls.add_argument("-l", "--long", action="store_true", help="also show each child's family and shape")
+
+    search = commands.add_parser("search", help="list the children of URI whose metadata match KEY=VALUE")
+    search.add_argument("uri", metavar="URI")
+    search.add_argument("conditions", metavar="KEY=VALUE", nargs="+",
+                        help="metadata key (dotted for nested keys) equal to VALUE (JSON, else a string)")
+    search.add_argument("-l", "--long", action="store_true", help="also show each child's family and shape")
+    return parser
+
+
+def _check_uri(uri: str) -> None:
+    if any(name == "api_key" for name, _ in parse_qsl(urlsplit(uri).query)):
+        raise UsageError(f"do not put API keys in URIs on the command line; set {DEFAULT_KEY} (or "
+                         f"{SOURCE_KEY} / {DEST_KEY}) instead")
+
+
+def _connect(uri: str, *variables: str):
+    """A client on ``uri`` with the key from the first variable set; and that variable's name."""
+    from .client import from_uri
+
+    _check_uri(uri)
+    for name in variables:
+        if os.environ.get(name):
+            return from_uri(uri, api_key=os.environ[name]), name
+    return from_uri(uri), None
+
+
+def _describe(client) -> str:
+    family = client.structure_family
+    if family in ("array", "sparse"):
+        structure = client.structure()
+        shape = getattr(structure, "shape", None) or (structure.get("shape") if isinstance(structure, dict) else None)
+        return f"{family}\t{tuple(shape) if shape is not None else ''}"
+    return family
+
+
+def _print_listing(items, long: bool) -> int:
+    count = 0
+    for key, client in items:
+        print(f"{key}\t{_describe(client)}" if long else key)
+        count += 1
+    return count
+
+
+def _parse_condition(text: str):
+    from .queries import Eq
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"conditions are KEY=VALUE, not {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return Eq(key, value)
+
+
+def _run_copy(args) -> int:
+    from .client.sync import CopyError, copy
+    from .distributed import EnvVarCredential, use_credential_source
+
+    for option, value in (("--workers", args.workers), ("--concurrency", args.concurrency)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} must be at least 1")
+    source, source_var = _connect(args.source, SOURCE_KEY, DEFAULT_KEY)
+    dest, dest_var = _connect(args.dest, DEST_KEY, DEFAULT_KEY)
+    cluster = dask_client = None
+    try:
+        if args.workers is not None:
+            from distributed import Client, LocalCluster
+
+            # Local workers inherit this environment: they read the keys from the same variables.
+            for node, variable in ((source, source_var), (dest, dest_var)):
+                if variable is not None:
+                    use_credential_source(node, EnvVarCredential(variable))
+            cluster = LocalCluster(n_workers=args.workers, threads_per_worker=2, processes=True,
+                                   host="127.0.0.1", dashboard_address=None)
+            dask_client = Client(cluster)
+        elif args.scheduler is not None:
+            from distributed import Client
+
+            dask_client = Client(args.scheduler)  # keys given to copy() are shipped out of band, once
+        try:
+            summary = copy(source, dest, on_conflict=args.on_conflict, concurrency=args.concurrency,
+                           progress=False if args.no_progress else None, dask_client=dask_client,
+                           external=args.external)
+        except CopyError as error:
+            print(f"tiled-core copy: {error}", file=sys.stderr)
+            return 1
+        print(summary)
+        return 0
+    finally:
+        if dask_client is not None:
+            dask_client.close()
+        if cluster is not None:
+            cluster.close()
+        source.context.close()
+        dest.context.close()
+
+
+def _run_listing(args) -> int:
+    queries = [_parse_condition(c) for c in args.conditions] if args.command == "search" else []
+    node, _ = _connect(args.uri, DEFAULT_KEY)
+    try:
+        if node.structure_family != "container":
+            raise UsageError(f"{args.uri} is a {node.structure_family}, not a container")
+        for query in queries:
+            node = node.search(query)
+        _print_listing(node.items(), args.long)
+        return 0
+    finally:
+        node.context.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from .transport import TiledError
+
+    try:
+        if args.command == "copy":
+            return _run_copy(args)
+        return _run_listing(args)
+    except UsageError as error:
+        print(f"tiled-core {args.command}: {error}", file=sys.stderr)
+        return 2
+    except (TiledError, KeyError, ValueError) as error:
+        message = f"not found: {error}" if isinstance(error, KeyError) else str(error)
+        print(f"tiled-core {args.command}: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
