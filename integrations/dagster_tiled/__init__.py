@@ -10,7 +10,7 @@
 """
 
 from .checks import node_problems, tiled_asset_check
-from .copy import tiled_copy_asset, tiled_copy_op
+from .copy import TiledCopy, tiled_copy_asset, tiled_copy_op
 from .dask_resource import DaskResource
 from .io_manager import TiledIOManager, storage_parts
 from .resource import TiledResource
@@ -19,5 +19,5 @@ from .sensor import tiled_sensor
 
 __all__ = [
     "TiledResource", "TiledIOManager", "DaskResource", "tiled_sensor", "tiled_asset_check",
-    "node_problems", "search_paths", "storage_parts", "tiled_copy_asset", "tiled_copy_op",
+    "node_problems", "search_paths", "storage_parts", "TiledCopy", "tiled_copy_asset", "tiled_copy_op",
 ]
