@@ -23,6 +23,7 @@ import sparse
 import xarray as xr
 from dagster import (
     AssetIn,
+    GraphDefinition,
     DagsterInstance,
     DynamicPartitionsDefinition,
     EnvVar,
@@ -42,6 +43,8 @@ from dagster_tiled import (
     node_problems,
     search_paths,
     tiled_asset_check,
+    tiled_copy_asset,
+    tiled_copy_op,
     tiled_sensor,
 )
 from tiled_core.queries import Eq
@@ -679,6 +682,49 @@ def test_search_paths(tiled, root):
     with tiled.process_config_and_initialize_cm() as live:
         assert search_paths(live, parent.path, [Eq("sample", "Cu")]) == [f"{parent.path}/one", f"{parent.path}/three"]
     assert search_paths(root, parent.path, sort=[("sample", -1)], limit=1) == [f"{parent.path}/two"]
+
+
+# -- copy ------------------------------------------------------------------------
+
+def test_copy_asset_between_two_servers_is_resumable(tiled, root, second_server, monkeypatch):
+    source_key = f"copy-src-{uuid.uuid4().hex[:8]}"
+    source = root.create_container(source_key, metadata={"beamline": "x1"})
+    source.write_array(IMAGE, key="image", metadata={"units": "counts"})
+    source.write_dataframe(FRAME, key="table")
+    source.create_container("nested").write_array(np.arange(5), key="ramp")
+    monkeypatch.setenv("SECOND_TILED_KEY", second_server.api_key)
+    copies = {"tiled_source": tiled, "tiled_dest": TiledResource(uri=second_server.uri, api_key=EnvVar("SECOND_TILED_KEY"))}
+    mirror = tiled_copy_asset("mirror", source_key, f"mirrors/{source_key}")
+
+    first = materialize([mirror], resources=copies)
+    metadata = materialization(first, "mirror")
+    assert metadata["nodes"].value == 4 and metadata["failed"].value == 0
+    assert metadata["bytes"].value >= IMAGE.nbytes
+    from tiled_core.client import from_uri
+
+    dest_root = from_uri(second_server.uri, api_key=second_server.api_key)
+    try:
+        copied = dest_root[f"mirrors/{source_key}"]
+        np.testing.assert_array_equal(copied["image"].read(), IMAGE)
+        assert copied["image"].metadata["units"] == "counts"
+        assert copied["table"].read()["counts"].tolist() == FRAME["counts"].tolist()
+        np.testing.assert_array_equal(copied["nested/ramp"].read(), np.arange(5))
+        assert metadata["dagster/uri"].value == copied.uri
+    finally:
+        dest_root.context.close()
+
+    again = materialization(materialize([mirror], resources=copies), "mirror")  # a rerun copies nothing twice
+    assert again["nodes"].value == 0 and again["skipped"].value >= 3
+
+    strict = tiled_copy_asset("strict_mirror", source_key, f"mirrors/{source_key}", on_conflict="error")
+    result = materialize([strict], resources=copies, raise_on_error=False)
+    assert not result.success and "failed at" in failure_text(result)
+    with pytest.raises(ValueError, match="on_conflict"):
+        tiled_copy_asset("bad", source_key, on_conflict="replace")
+
+    job = GraphDefinition(name="copy_job", node_defs=[tiled_copy_op("copy_op", f"{source_key}/nested", "op-copy")])
+    ran = job.to_job(resource_defs=copies).execute_in_process()
+    assert ran.output_for_node("copy_op") == {**ran.output_for_node("copy_op"), "nodes": 1, "failed": 0}
 
 
 # -- secrets -------------------------------------------------------------------
