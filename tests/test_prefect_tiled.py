@@ -640,6 +640,18 @@ def test_sync_copy_flow_on_a_two_process_cluster(harness, creds, box, root, seco
         dest.context.close()
 
 
+def test_example_nightly_mirror_resumes(harness, box, root, tiled_server, second_server):
+    from example_flows import prefect_mirror
+
+    _copy_source(root, box)
+    args = (tiled_server.uri, tiled_server.api_key, second_server.uri, second_server.api_key, box)
+    lines: list[str] = []
+    first = prefect_mirror.run(*args, workers=0, say=lines.append)
+    second = prefect_mirror.run(*args, workers=0, say=lines.append)
+    assert (first["nodes"], second["nodes"], second["skipped"]) == (3, 0, 3)
+    assert not any(tiled_server.api_key in line or second_server.api_key in line for line in lines)
+
+
 def test_the_key_is_nowhere_in_prefect(harness, creds, tiled_server, box):
     """No key in any log, flow or task run, or anywhere in Prefect's database.
 
