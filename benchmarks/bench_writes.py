@@ -11,7 +11,8 @@ run (medians; each repeat rotates which client goes first):
   3. 2000 small nodes: ``write_array(np.arange(10) * i, key=..., metadata=...)``
      in a loop, by tiled_core, by the reference client, and by tiled_core
      forced to its multi-request scheme (create + data + the PUT that clears
-     the incomplete mark) to price that mark
+     the incomplete mark) to price that mark; written in ``--rounds`` slices
+     with the clients taking turns, since a loop of minutes sees the load change
   4. requests per small node, counted in the server's access log
   5. the client's peak traced memory (tracemalloc) while writing case 2 once
 
@@ -21,7 +22,7 @@ work is most of the cost of a write.
 
 Usage::
 
-    python benchmarks/bench_writes.py [--repeat 3] [--quick] [--nodes 2000] [--json out.json]
+    python benchmarks/bench_writes.py [--repeat 3] [--quick] [--nodes 2000] [--rounds 20] [--skip-big] [--json out.json]
 """
 
 from __future__ import annotations
@@ -83,38 +84,73 @@ class forced_mark_scheme:
     """tiled_core writing every array with the multi-request scheme (create, data, clear the mark)."""
 
     def __enter__(self):
-        self.saved = core_upload.SINGLE_UPLOAD_BYTES
-        core_upload.SINGLE_UPLOAD_BYTES = -1
+        self.saved = core_upload.plan_array_write
+        core_upload.plan_array_write = lambda array, source: (source, True)
 
     def __exit__(self, *exc):
-        core_upload.SINGLE_UPLOAD_BYTES = self.saved
+        core_upload.plan_array_write = self.saved
 
 
-def write_small_nodes(parent, n: int, prefix: str) -> None:
-    container = parent.create_container(fresh_key(prefix))
-    for i in range(n):
+def write_nodes(container, n: int, start: int = 0) -> None:
+    """``n`` small array nodes, as a pipeline writing one result per scan would."""
+    for i in range(start, start + n):
         container.write_array(np.arange(10) * i, key=f"n{i:05d}", metadata={"index": i, "name": f"node {i}"})
 
 
-def write_marked(parent, n: int, prefix: str) -> None:
+def interleaved(contenders: dict, n: int, rounds: int, cpu: "ServerCPU") -> dict:
+    """Each contender writes ``n`` small nodes in ``rounds`` slices, the contenders taking turns
+    (rotating who goes first), so that a change in the machine's load hits them all alike."""
+    labels = list(contenders)
+    wall = dict.fromkeys(labels, 0.0)
+    server = dict.fromkeys(labels, 0.0)
+    per_round = max(1, n // rounds)
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            cpu_start, start = cpu.now(), time.perf_counter()
+            contenders[label](per_round, r * per_round)
+            wall[label] += time.perf_counter() - start
+            server[label] += cpu.now() - cpu_start
+    nodes = per_round * rounds
+    result = {label: wall[label] for label in labels}
+    result["speedup"] = wall["reference"] / wall["tiled_core"]
+    result["server_cpu"] = server
+    result["ms_per_node"] = {label: 1000 * wall[label] / nodes for label in labels}
+    result["nodes"] = nodes
+    log("  small nodes: " + "  ".join(f"{label} {1000 * wall[label] / nodes:.1f} ms/node "
+                                       f"({1000 * server[label] / nodes:.1f} ms server CPU)" for label in labels))
+    return result
+
+
+def write_marked(container, n: int, start: int = 0) -> None:
     with forced_mark_scheme():
-        write_small_nodes(parent, n, prefix)
+        write_nodes(container, n, start)
 
 
 def run_cases(server, args, results) -> None:
     ours = core_from_uri(server.uri, api_key=server.api_key)
     ref = ref_from_uri(server.uri, api_key=server.api_key)
+    cpu = ServerCPU(server.pid)
+    try:
+        if not args.skip_big:
+            big_cases(ours, ref, cpu, args, results)
+        small_cases(server, ours, ref, cpu, args, results["cases"])
+    finally:
+        ours.context.close()
+        ref.context.close()
+
+
+def big_cases(ours, ref, cpu, args, results) -> None:
+    import dask.array as da
+
     cases = results["cases"]
     shape = (512, 8192) if args.quick else (4096, 8192)
     data = np.random.default_rng(0).random(shape)
     nbytes = data.nbytes
-    results["config"].update({"shape": shape, "nbytes": nbytes, "nodes": args.nodes})
-    cpu = ServerCPU(server.pid)
+    results["config"].update({"shape": shape, "nbytes": nbytes})
 
     def check_big(our_node, ref_node):
         for name, node in (("tiled_core", our_node), ("reference", ref_node)):
-            key = node.item["id"]
-            if not np.array_equal(ours[key].read(), data):
+            if not np.array_equal(ours[node.item["id"]].read(), data):
                 raise SystemExit(f"the array written by {name} does not read back equal")
 
     # 1. numpy
@@ -125,8 +161,6 @@ def run_cases(server, args, results) -> None:
     )
 
     # 2. dask
-    import dask.array as da
-
     lazy = da.from_array(data, chunks=(512, 1024))
     log(f"2. write_array of the same as a dask array in {lazy.npartitions} chunks")
     cases["big_dask"] = compare(
@@ -136,34 +170,6 @@ def run_cases(server, args, results) -> None:
     for name, n in (("big_numpy", 1), ("big_dask", 2)):
         cases[name]["server_cpu"] = {"tiled_core": cpu.medians()[f"{n} ours"], "reference": cpu.medians()[f"{n} ref"]}
         cases[name]["MiB_per_s"] = {k: nbytes / MiB / cases[name][k] for k in ("tiled_core", "reference")}
-
-    # 3. small nodes
-    log(f"3. {args.nodes} small nodes")
-
-    small = compare(
-        "small nodes", cpu.measured("3 ours", lambda: write_small_nodes(ours, args.nodes, "so")),
-        cpu.measured("3 ref", lambda: write_small_nodes(ref, args.nodes, "sr")), args.node_repeat,
-        extra={"tiled_core_mark": cpu.measured("3 mark", lambda: write_marked(ours, args.nodes, "sm"))},
-    )
-    medians = cpu.medians()
-    small["server_cpu"] = {"tiled_core": medians["3 ours"], "reference": medians["3 ref"],
-                           "tiled_core_mark": medians["3 mark"]}
-    small["ms_per_node"] = {k: 1000 * small[k] / args.nodes for k in ("tiled_core", "reference", "tiled_core_mark")}
-    cases["small_nodes"] = small
-
-    # 4. requests per small node
-    log("4. requests per small node (server access log)")
-    access = AccessLog(server)
-    counted = 20
-
-    per_node = {}
-    for label, function in (("tiled_core", lambda: write_small_nodes(ours, counted, "co")),
-                            ("reference", lambda: write_small_nodes(ref, counted, "cr")),
-                            ("tiled_core_mark", lambda: write_marked(ours, counted, "cm"))):
-        requests, _ = access.count(function)
-        per_node[label] = (requests - 1) / counted  # minus the parent container's create
-    cases["requests_per_small_node"] = per_node
-    log(f"  {per_node}")
 
     # 5. memory
     log("5. client peak traced memory, one dask write each")
@@ -177,43 +183,75 @@ def run_cases(server, args, results) -> None:
             tracemalloc.stop()
     cases["dask_write_peak_MiB"] = memory
     log(f"  {memory}")
-    ours.context.close()
-    ref.context.close()
+
+
+def small_cases(server, ours, ref, cpu, args, cases) -> None:
+    # 3. small nodes
+    log(f"3. {args.nodes} small nodes, in {args.rounds} interleaved rounds")
+    ours_parent, ref_parent = ours.create_container(fresh_key("so")), ref.create_container(fresh_key("sr"))
+    mark_parent = ours.create_container(fresh_key("sm"))
+    cases["small_nodes"] = interleaved({
+        "tiled_core": lambda n, start: write_nodes(ours_parent, n, start),
+        "reference": lambda n, start: write_nodes(ref_parent, n, start),
+        "tiled_core_mark": lambda n, start: write_marked(mark_parent, n, start),
+    }, args.nodes, args.rounds, cpu)
+
+    # 4. requests per small node
+    log("4. requests per small node (server access log)")
+    access = AccessLog(server)
+    counted = 20
+    per_node = {}
+    for label, function in (("tiled_core", lambda: write_nodes(ours.create_container(fresh_key("co")), counted)),
+                            ("reference", lambda: write_nodes(ref.create_container(fresh_key("cr")), counted)),
+                            ("tiled_core_mark", lambda: write_marked(ours.create_container(fresh_key("cm")), counted))):
+        requests, _ = access.count(function)
+        per_node[label] = (requests - 1) / counted  # minus the parent container's create
+    cases["requests_per_small_node"] = per_node
+    log(f"  {per_node}")
 
 
 def report(results: dict) -> str:
     config, cases = results["config"], results["cases"]
-    size = f"{config['nbytes'] / MiB:.0f} MiB"
+    small, requests = cases["small_nodes"], cases["requests_per_small_node"]
     lines = [
-        f"tiled_core vs tiled.client {config['tiled']} writing to one local server; median of {config['repeat']} "
-        f"(small nodes: {config['node_repeat']})",
+        f"tiled_core vs tiled.client {config['tiled']} writing to one local server; big writes: median of "
+        f"{config['repeat']}; small nodes: totals over {config['rounds']} interleaved rounds",
         "",
         "| case | tiled_core (s) | reference (s) | speedup (ref/ours) | server CPU ours / ref (s) | target |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name, label, target in (("big_numpy", f"1. `write_array` numpy {size}", 2.0),
-                                ("big_dask", f"2. `write_array` dask {size}, 64 chunks", None),
-                                ("small_nodes", f"3. {config['nodes']} small `write_array`", None)):
+    rows = [("small_nodes", f"3. {small['nodes']} small `write_array`", None)]
+    if "big_numpy" in cases:
+        size = f"{config['nbytes'] / MiB:.0f} MiB"
+        rows[:0] = [("big_numpy", f"1. `write_array` numpy {size}", 2.0),
+                    ("big_dask", f"2. `write_array` dask {size}, 64 chunks", None)]
+    for name, label, target in rows:
         r = cases[name]
         met = "" if target is None else f">= {target}x: {'met' if r['speedup'] >= target else 'NOT met'}"
         lines.append(f"| {label} | {r['tiled_core']:.2f} | {r['reference']:.2f} | {r['speedup']:.2f}x | "
                      f"{r['server_cpu']['tiled_core']:.2f} / {r['server_cpu']['reference']:.2f} | {met} |")
-    small, requests, memory = cases["small_nodes"], cases["requests_per_small_node"], cases["dask_write_peak_MiB"]
     lines += [
         "",
-        f"Throughput, numpy: tiled_core {cases['big_numpy']['MiB_per_s']['tiled_core']:.0f} MiB/s, reference "
-        f"{cases['big_numpy']['MiB_per_s']['reference']:.0f} MiB/s; dask: "
-        f"{cases['big_dask']['MiB_per_s']['tiled_core']:.0f} vs {cases['big_dask']['MiB_per_s']['reference']:.0f} MiB/s.",
-        "",
         "Small nodes, per node: "
-        + ", ".join(f"{label} {small['ms_per_node'][label]:.1f} ms wall, "
-                    f"{1000 * small['server_cpu'][label] / config['nodes']:.1f} ms server CPU, "
+        + "; ".join(f"{label} {small['ms_per_node'][label]:.1f} ms wall, "
+                    f"{1000 * small['server_cpu'][label] / small['nodes']:.1f} ms server CPU, "
                     f"{requests[label]:.1f} requests"
                     for label in ("tiled_core", "reference", "tiled_core_mark"))
         + ". (`tiled_core_mark`: tiled_core forced to create + data + clear-the-mark.)",
-        "",
-        f"Client peak traced memory writing the {size} dask array: tiled_core {memory['tiled_core']:.0f} MiB, "
-        f"reference {memory['reference']:.0f} MiB.",
+    ]
+    if "big_numpy" in cases:
+        memory = cases["dask_write_peak_MiB"]
+        lines += [
+            "",
+            f"Throughput, numpy: tiled_core {cases['big_numpy']['MiB_per_s']['tiled_core']:.0f} MiB/s, reference "
+            f"{cases['big_numpy']['MiB_per_s']['reference']:.0f} MiB/s; dask: "
+            f"{cases['big_dask']['MiB_per_s']['tiled_core']:.0f} vs "
+            f"{cases['big_dask']['MiB_per_s']['reference']:.0f} MiB/s.",
+            "",
+            f"Client peak traced memory writing the dask array: tiled_core {memory['tiled_core']:.0f} MiB, "
+            f"reference {memory['reference']:.0f} MiB.",
+        ]
+    lines += [
         "",
         f"Total {results['total_seconds']:.0f}s; load average {results['load_average_start'][0]:.1f} at start, "
         f"{results['load_average_end'][0]:.1f} at end on {config['cpus']} CPUs.",
@@ -223,15 +261,16 @@ def report(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = make_parser(__doc__, repeat=3, quick="a 32 MiB array, 200 small nodes")
-    parser.add_argument("--node-repeat", type=int, default=1, help="timed runs of the small-node loop per client")
+    parser.add_argument("--rounds", type=int, default=20, help="slices the small nodes are written in, clients taking turns")
+    parser.add_argument("--skip-big", action="store_true", help="only the small-node cases")
     parser.add_argument("--nodes", type=int, default=2000, help="small nodes per run")
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes = min(args.nodes, 200)
-    if args.repeat < 1 or args.node_repeat < 1 or args.nodes < 1:
-        parser.error("--repeat, --node-repeat and --nodes must be at least 1")
+    if args.repeat < 1 or args.rounds < 1 or args.nodes < args.rounds:
+        parser.error("--repeat and --rounds must be at least 1, and --nodes at least --rounds")
     results = {
-        "config": {"repeat": args.repeat, "node_repeat": args.node_repeat, "quick": args.quick,
+        "config": {"repeat": args.repeat, "rounds": args.rounds, "quick": args.quick,
                    "python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
                    "tiled": __import__("tiled").__version__},
         "cases": {},
