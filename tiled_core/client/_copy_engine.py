@@ -16,16 +16,19 @@ whole subtree is complete; a data node is created marked when it is large,
 takes several requests, cannot be rewritten idempotently, or has no marked
 container above it; small one-request nodes are covered by their parent's
 mark instead (this saves a request per node on trees of many small nodes).
+While a marked node's data moves, its mark records every ``CHECKPOINT_SECONDS``
+how many of its units (in order) are stored: ``version="units:<k>"``.
 A rerun with ``on_conflict="skip"`` descends into existing containers and
 keeps every node it can trust: unmarked nodes under unmarked containers.
-Marked nodes are completed in place (their units rewritten) or, when that is
-not idempotent or their structure changed, deleted and created again; nodes
-covered by a marked parent get their data sent again.
+Marked nodes are completed in place (from their checkpoint on) or, when that
+is not idempotent or their structure changed, deleted and created again;
+nodes covered by a marked parent get their data sent again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import queue
 import time
@@ -49,6 +52,8 @@ PAGE = 300  # source children listed per metadata job (the server's largest page
 MAX_OPEN = 256  # data nodes created but not complete: how far creation may run ahead of the data
 UNKNOWN_UNIT_BYTES = 8 * MiB  # budget charged for a unit of unknown size (table partition, zip)
 SMALL_NODE_BYTES = 4 * MiB  # a one-request node this small is re-sent on resume rather than marked
+CHECKPOINT_SECONDS = 10.0  # how often a marked node's mark records how many of its units are stored
+_UNITS_DONE = "units:"  # the mark's version: "units:<k>" = units 0..k-1 are stored
 MAX_SPECS = 20  # the server's limit; a node already at it cannot carry the mark
 # Source listings: data nodes' structures come with their data sources; containers' structures
 # (a count of *their* children, costly for the server) are not needed.
@@ -81,8 +86,15 @@ class _Node:
     listing: Iterator | None = None  # source children still to list (containers)
     existing: dict | None = None  # destination children found before this run (containers)
     dest_structure: dict | None = None
-    units: Iterator[Unit] | None = None
-    peeked: Unit | None = None
+    units: Iterator[tuple[int, Unit]] | None = None  # (ordinal, unit)
+    peeked: tuple[int, Unit] | None = None
+    resume_from: int = 0  # units stored before this run (from the mark's checkpoint)
+    stored: int = 0  # units 0..stored-1 are stored
+    stored_above: set = dataclasses.field(default_factory=set)  # stored ordinals past a gap
+    checkpointed: int = 0  # what the mark says
+    checkpoint_time: float = 0.0
+    checkpointing: bool = False
+    finish_waiting: bool = False
     pending: int = 0  # containers: children not complete; data nodes: units in flight
     issued: bool = False  # containers: listing exhausted; data nodes: every unit handed out
     to_create: deque = dataclasses.field(default_factory=deque)  # containers: children waiting to be created
@@ -118,6 +130,17 @@ def source_listing(context, item: dict, container=None) -> Iterator[tuple[str, d
     return ((key, child.item) for key, child in container._iterate(0, None, 1, None, fields=SOURCE_FIELDS))
 
 
+def _units_stored(client) -> int:
+    """How many units the mark of ``client`` (an interrupted node) says are stored."""
+    for spec in client.specs:
+        if spec.name == INCOMPLETE_SPEC and (spec.version or "").startswith(_UNITS_DONE):
+            try:
+                return max(0, int(spec.version[len(_UNITS_DONE):]))
+            except ValueError:
+                return 0
+    return 0
+
+
 def _family(item: dict) -> str:
     family = item["attributes"]["structure_family"]
     return getattr(family, "value", family)
@@ -149,7 +172,7 @@ class CopyEngine:
         self._meta_busy = 0
         self._data_busy = 0
         self._data_bytes = 0
-        self._finishes: deque[_Node] = deque()
+        self._finishes: deque = deque()  # nodes to finish, and (node, units stored) checkpoints
         self._creators: deque[_Node] = deque()  # parents with children to create
         self._queued_creates = 0
         self._listings: deque[tuple[_Node, str]] = deque()
@@ -206,7 +229,10 @@ class CopyEngine:
                 try:
                     result = future.result()
                 except BaseException as error:  # noqa: BLE001 - reported per node, raised at the end
-                    nodes = [payload] if kind == "meta" else [node for node, _ in payload]
+                    if kind == "meta":
+                        nodes = [payload[0] if isinstance(payload, tuple) else payload]
+                    else:
+                        nodes = [node for node, _, _ in payload]
                     for node in nodes:
                         self._fail(node, error)
                 else:
@@ -237,11 +263,15 @@ class CopyEngine:
                 break
             self._data_busy += 1
             self._data_bytes += cost
-            future = self._runner.submit([(n.source_path, n.dest_path, n.transfer, u) for n, u in items])
+            future = self._runner.submit([(n.source_path, n.dest_path, n.transfer, u) for n, _, u in items])
             future.add_done_callback(lambda f, items=items, cost=cost: self._done_events.put(("data", items, self._on_moved, f, cost)))
         while self._meta_busy < self._options.create_concurrency:
             if self._finishes:
-                self._submit_meta(self._op_finish, self._finishes.popleft(), self._on_finished)
+                job = self._finishes.popleft()
+                if isinstance(job, tuple):
+                    self._submit_meta(self._op_checkpoint, job, self._on_checkpointed)
+                else:
+                    self._submit_meta(self._op_finish, job, self._on_finished)
             elif self._creators and self._may_create(self._creators[0].to_create[0]):
                 node = self._next_create()
                 self._exclusive_busy += self._exclusive(node)
@@ -286,25 +316,25 @@ class CopyEngine:
         self._wake(parent)
         return node
 
-    def _take_units(self) -> tuple[list[tuple[_Node, Unit]], int]:
+    def _take_units(self) -> tuple[list[tuple[_Node, int, Unit]], int]:
         """The next data job: units from the open nodes, oldest node first, within the budgets."""
-        items: list[tuple[_Node, Unit]] = []
+        items: list[tuple[_Node, int, Unit]] = []
         cost = 0
         position = 0
         while position < len(self._open):
             node = self._open[position]
             exclusive = TRANSFERS[node.transfer].exclusive
-            if exclusive and (self._exclusive_busy or any(TRANSFERS[n.transfer].exclusive for n, _ in items)):
+            if exclusive and (self._exclusive_busy or any(TRANSFERS[n.transfer].exclusive for n, _, _ in items)):
                 position += 1  # one SQL-backed unit at a time in the whole copy: look at the next node
                 continue
             if node.peeked is None:
                 node.peeked = next(node.units, None)
-            unit = node.peeked
-            if unit is None:
+            if node.peeked is None:
                 del self._open[position]
                 node.issued = True
                 self._check_data_done(node)
                 continue
+            ordinal, unit = node.peeked
             unit_cost = unit.nbytes if unit.nbytes is not None else UNKNOWN_UNIT_BYTES
             if items and (len(items) >= self._runner.batch_units or cost + unit_cost > self._runner.batch_bytes):
                 break
@@ -313,7 +343,7 @@ class CopyEngine:
             node.peeked = None
             node.pending += 1
             self._exclusive_busy += exclusive
-            items.append((node, unit))
+            items.append((node, ordinal, unit))
             cost += unit_cost
         return items, cost
 
@@ -359,6 +389,11 @@ class CopyEngine:
     def _op_finish(self, node: _Node) -> None:
         clear_mark(self._dest, node.dest_path, node.specs if node.item is not None else [])
 
+    def _op_checkpoint(self, payload) -> None:
+        node, stored = payload
+        mark = {"name": INCOMPLETE_SPEC, "version": f"{_UNITS_DONE}{stored}"}
+        clear_mark(self._dest, node.dest_path, node.specs + [mark])
+
     # -- handlers (loop thread) ----------------------------------------------------------
     def _on_dest_listed(self, node: _Node, existing: dict[str, dict]) -> None:
         node.existing = existing
@@ -394,14 +429,35 @@ class CopyEngine:
             node.dest_structure = sources[0]["structure"] if sources else self._create_body(node)["data_sources"][0]["structure"]
             self._open_units(node)
 
-    def _on_moved(self, items: list[tuple[_Node, Unit]], moved: list[int]) -> None:
-        for (node, unit), nbytes in zip(items, moved):
+    def _on_moved(self, items: list[tuple[_Node, int, Unit]], moved: list[int]) -> None:
+        for (node, ordinal, unit), nbytes in zip(items, moved):
             self._exclusive_busy -= TRANSFERS[node.transfer].exclusive
             self._summary.bytes += nbytes
             node.pending -= 1
             self._last_path = node.text
+            self._stored(node, ordinal)
             self._check_data_done(node)
         self._report()
+
+    def _stored(self, node: _Node, ordinal: int) -> None:
+        """Count unit ``ordinal`` as stored; now and then record the stored prefix in the node's mark."""
+        node.stored_above.add(ordinal)
+        while node.stored in node.stored_above:
+            node.stored_above.discard(node.stored)
+            node.stored += 1
+        due = time.monotonic() - node.checkpoint_time >= CHECKPOINT_SECONDS
+        if node.marked and due and not node.checkpointing and node.stored > node.checkpointed:
+            node.checkpointing = True
+            self._finishes.append((node, node.stored))
+
+    def _on_checkpointed(self, payload, _result) -> None:
+        node, stored = payload
+        node.checkpointing = False
+        node.checkpointed = stored
+        node.checkpoint_time = time.monotonic()
+        if node.finish_waiting:
+            node.finish_waiting = False
+            self._finishes.append(node)
 
     def _on_finished(self, node: _Node, _result) -> None:
         node.marked = False
@@ -482,6 +538,7 @@ class CopyEngine:
             node.marked = marked
             node.counted = True
             node.dest_structure = existing.item["attributes"]["structure"]
+            node.resume_from = _units_stored(existing) if marked else 0
             self._open_units(node)
         elif marked:
             node.recreate = True  # ours, unfinished, and not completable in place
@@ -537,7 +594,11 @@ class CopyEngine:
     # -- completion ----------------------------------------------------------------------
     def _open_units(self, node: _Node) -> None:
         self._found_bytes += self._nbytes_hint(node)  # the bar's total grows as data nodes open
-        node.units = iter(TRANSFERS[node.transfer].units(node.source_structure, node.dest_structure))
+        units = TRANSFERS[node.transfer].units(node.source_structure, node.dest_structure)
+        # Units a checkpoint says are stored are not sent again; the rest are numbered on.
+        start = node.stored = node.checkpointed = node.resume_from
+        node.units = enumerate(itertools.islice(units, start, None), start=start)
+        node.checkpoint_time = time.monotonic()
         self._open.append(node)
         self._open_count += 1
 
@@ -551,7 +612,9 @@ class CopyEngine:
             self._finish_or_complete(node)
 
     def _finish_or_complete(self, node: _Node) -> None:
-        if node.marked:
+        if node.checkpointing:
+            node.finish_waiting = True  # clear the mark only after the checkpoint in flight has landed
+        elif node.marked:
             self._finishes.append(node)
         else:
             self._complete(node)
