@@ -432,20 +432,24 @@ def footer(results: dict) -> str:
     )
 
 
+def save_json(results: dict, path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2, default=list)
+        log(f"results written to {path}")
+
+
 def publish(results: dict, text: str, json_path: str | None) -> None:
     """Print the report; save every sample as JSON when asked."""
     print(text)
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(results, f, indent=2, default=list)
-        log(f"results written to {json_path}")
+    save_json(results, json_path)
 
 
-def make_parser(doc: str) -> argparse.ArgumentParser:
+def make_parser(description: str, *, repeat: int = 5, quick: str = "16 MiB array, 200 entries") -> argparse.ArgumentParser:
     """The options every benchmark here takes: --repeat, --quick, --json."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and client (median reported)")
-    parser.add_argument("--quick", action="store_true", help="small sizes (16 MiB array, 200 entries)")
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=repeat, help="timed runs per case and client (median reported)")
+    parser.add_argument("--quick", action="store_true", help=f"small sizes ({quick})")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     return parser
 

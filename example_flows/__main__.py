@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -128,7 +129,7 @@ def copy_scans(facility: str, facility_key: str | None, analysis: str, analysis_
         source = source_root[scans_path]
         dest = dest_root.create_container(f"{scans_path}-mirror", metadata=dict(source.metadata), on_conflict="skip")
         with LocalCluster(n_workers=workers, threads_per_worker=2, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster) as dask_client:
+                          dashboard_address=None, silence_logs=logging.WARNING) as cluster, Client(cluster) as dask_client:
             result = copy(source, dest, on_conflict="skip", dask_client=dask_client, progress=sys.stderr.isatty())
         return {"destination": dest.uri, "nodes": result.nodes, "bytes": result.bytes,
                 "skipped": result.skipped, "seconds": round(result.seconds, 2)}

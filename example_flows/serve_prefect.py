@@ -17,6 +17,17 @@ from typing import Any
 from prefect import flow
 
 
+@flow(name="nightly-mirror-from-blocks")
+def nightly_mirror_from_blocks(source_block: str, dest_block: str, path: str) -> dict[str, Any]:
+    """Load both credentials blocks and mirror ``path`` (on the stack's Dask scheduler when one is set)."""
+    from prefect_tiled import TiledCredentials
+
+    from example_flows.prefect_mirror import nightly_mirror
+
+    return nightly_mirror(TiledCredentials.load(source_block), TiledCredentials.load(dest_block), path,
+                          dask_address=os.environ.get("DASK_SCHEDULER_ADDRESS"))
+
+
 @flow(name="reduce-new-scans-from-block")
 def reduce_new_scans_from_block(block_name: str, scans_path: str, results_path: str | None = None) -> dict[str, Any]:
     """Load the credentials block ``block_name`` and reduce the new scans under ``scans_path``."""
@@ -40,6 +51,11 @@ def build_deployments(block_name: str, scans_path: str, every: timedelta) -> lis
             name="reduce-new-scans", interval=every,
             parameters={"block_name": block_name, "scans_path": scans_path},
             description="Reduce every scan not yet marked 'reduced' and link the result back to it.",
+        ),
+        nightly_mirror_from_blocks.to_deployment(
+            name="nightly-mirror", cron="0 2 * * *",
+            parameters={"source_block": block_name, "dest_block": block_name, "path": scans_path},
+            description="Mirror the scans (resumable); point dest_block at the analysis server's block.",
         ),
     ]
 

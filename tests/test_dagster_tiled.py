@@ -23,6 +23,7 @@ import sparse
 import xarray as xr
 from dagster import (
     AssetIn,
+    GraphDefinition,
     DagsterInstance,
     DynamicPartitionsDefinition,
     EnvVar,
@@ -42,6 +43,8 @@ from dagster_tiled import (
     node_problems,
     search_paths,
     tiled_asset_check,
+    tiled_copy_asset,
+    tiled_copy_op,
     tiled_sensor,
 )
 from tiled_core.queries import Eq
@@ -106,13 +109,25 @@ def test_resource_opens_one_client_per_run_and_closes_it(resources, tiled_server
         assert "tiled_core.client.container" in type(by_profile.get_client()).__module__
 
 
-def test_resource_never_prompts_and_checks_its_settings(tiled_server, monkeypatch):
-    monkeypatch.delenv("TILED_API_KEY", raising=False)
+def test_resource_never_prompts_and_checks_its_settings(tiled_server, auth_server, monkeypatch):
+    from tiled_core.client import from_uri
     from tiled_core.transport import AuthenticationError
 
-    without_key = TiledResource(uri=tiled_server.uri)
-    with pytest.raises(AuthenticationError):  # an error at once: no login prompt, no stdin read
-        without_key.get_client()
+    class Prompted(Exception):
+        pass
+
+    def no_terminal(*args):
+        raise Prompted(args)
+
+    monkeypatch.delenv("TILED_API_KEY", raising=False)
+    monkeypatch.setenv("TILED_FORCE_PROMPT", "1")  # as if at a terminal: the plain client would ask here
+    monkeypatch.setattr("builtins.input", no_terminal)
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    with pytest.raises(Prompted):
+        from_uri(auth_server.uri, remember_me=False)
+    for uri in (auth_server.uri, tiled_server.uri):  # a login server, an API-key server
+        with pytest.raises(AuthenticationError):  # an error at once, never a prompt
+            TiledResource(uri=uri).get_client()
     with pytest.raises(ValueError, match="structure_clients"):
         TiledResource(uri=tiled_server.uri, structure_clients="pandas").get_client()
     with pytest.raises(ValueError, match="uri= or profile="):
@@ -192,7 +207,7 @@ def test_round_trip_by_annotation(kind, resources, tiled, root):
     assert node_at(root, tiled, "upstream").metadata["dagster"]["asset_key"] == "upstream"
 
 
-def test_unannotated_input_loads_by_family(resources):
+def test_unannotated_input_loads_by_family_with_output_metadata(resources):
     seen = {}
 
     @asset
@@ -219,9 +234,18 @@ def test_unannotated_input_loads_by_family(resources):
     def both(image, dataset, table, ragged, coo):
         seen.update(image=image, dataset=dataset, table=table, ragged=ragged, coo=coo)
 
-    assert materialize([image, dataset, table, ragged, coo, both], resources=resources).success
+    result = materialize([image, dataset, table, ragged, coo, both], resources=resources)
+    assert result.success
     assert isinstance(seen["ragged"], ak.Array) and ak.to_list(seen["ragged"]) == RAGGED
     assert isinstance(seen["coo"], sparse.COO) and seen["coo"].nnz == 3
+    ragged_md, coo_md = materialization(result, "ragged"), materialization(result, "coo")
+    assert ragged_md["length"].value == 3 and "var * float64" in ragged_md["type"].value
+    assert ragged_md["bytes written"].value == ak.Array(RAGGED).nbytes
+    assert coo_md["shape"].value == [5, 4] and coo_md["nnz"].value == 3 and coo_md["dtype"].value == "float64"
+    assert coo_md["bytes written"].value == COO.coords.nbytes + COO.data.nbytes
+    dataset_md = materialization(result, "dataset")
+    assert dataset_md["dims"].value == {"t": 3} and dataset_md["data_vars"].value == ["v"]
+    assert all("dagster/uri" in md for md in (ragged_md, coo_md, dataset_md))
     assert isinstance(seen["table"], pd.DataFrame) and seen["table"]["counts"].tolist() == [10, 20, 30, 40]
     assert isinstance(seen["image"], np.ndarray) and np.array_equal(seen["image"], IMAGE)
     assert isinstance(seen["dataset"], xr.Dataset) and list(seen["dataset"]["v"].values) == [0.0, 1.0, 2.0]
@@ -293,24 +317,6 @@ def test_output_metadata(resources, tiled, root):
     assert metadata["dtype"].value == "float64"
     assert metadata["chunks"].value == [[3, 3], [8]]
     assert metadata["bytes written"].value == IMAGE.nbytes
-
-
-def test_awkward_and_sparse_output_metadata(resources):
-    @asset
-    def ragged():
-        return ak.Array(RAGGED)
-
-    @asset
-    def coo():
-        return COO
-
-    result = materialize([ragged, coo], resources=resources)
-    ragged_md, coo_md = materialization(result, "ragged"), materialization(result, "coo")
-    assert ragged_md["length"].value == 3 and "var * float64" in ragged_md["type"].value
-    assert ragged_md["bytes written"].value == ak.Array(RAGGED).nbytes
-    assert coo_md["shape"].value == [5, 4] and coo_md["nnz"].value == 3 and coo_md["dtype"].value == "float64"
-    assert coo_md["bytes written"].value == COO.coords.nbytes + COO.data.nbytes
-    assert all("dagster/uri" in md for md in (ragged_md, coo_md))
 
 
 def test_table_output_metadata(resources, tiled, root):
@@ -676,6 +682,49 @@ def test_search_paths(tiled, root):
     with tiled.process_config_and_initialize_cm() as live:
         assert search_paths(live, parent.path, [Eq("sample", "Cu")]) == [f"{parent.path}/one", f"{parent.path}/three"]
     assert search_paths(root, parent.path, sort=[("sample", -1)], limit=1) == [f"{parent.path}/two"]
+
+
+# -- copy ------------------------------------------------------------------------
+
+def test_copy_asset_between_two_servers_is_resumable(tiled, root, second_server, monkeypatch):
+    source_key = f"copy-src-{uuid.uuid4().hex[:8]}"
+    source = root.create_container(source_key, metadata={"beamline": "x1"})
+    source.write_array(IMAGE, key="image", metadata={"units": "counts"})
+    source.write_dataframe(FRAME, key="table")
+    source.create_container("nested").write_array(np.arange(5), key="ramp")
+    monkeypatch.setenv("SECOND_TILED_KEY", second_server.api_key)
+    copies = {"tiled_source": tiled, "tiled_dest": TiledResource(uri=second_server.uri, api_key=EnvVar("SECOND_TILED_KEY"))}
+    mirror = tiled_copy_asset("mirror", source_key, f"mirrors/{source_key}")
+
+    first = materialize([mirror], resources=copies)
+    metadata = materialization(first, "mirror")
+    assert metadata["nodes"].value == 4 and metadata["failed"].value == 0
+    assert metadata["bytes"].value >= IMAGE.nbytes
+    from tiled_core.client import from_uri
+
+    dest_root = from_uri(second_server.uri, api_key=second_server.api_key)
+    try:
+        copied = dest_root[f"mirrors/{source_key}"]
+        np.testing.assert_array_equal(copied["image"].read(), IMAGE)
+        assert copied["image"].metadata["units"] == "counts"
+        assert copied["table"].read()["counts"].tolist() == FRAME["counts"].tolist()
+        np.testing.assert_array_equal(copied["nested/ramp"].read(), np.arange(5))
+        assert metadata["dagster/uri"].value == copied.uri
+    finally:
+        dest_root.context.close()
+
+    again = materialization(materialize([mirror], resources=copies), "mirror")  # a rerun copies nothing twice
+    assert again["nodes"].value == 0 and again["skipped"].value >= 3
+
+    strict = tiled_copy_asset("strict_mirror", source_key, f"mirrors/{source_key}", on_conflict="error")
+    result = materialize([strict], resources=copies, raise_on_error=False)
+    assert not result.success and "failed at" in failure_text(result)
+    with pytest.raises(ValueError, match="on_conflict"):
+        tiled_copy_asset("bad", source_key, on_conflict="replace")
+
+    job = GraphDefinition(name="copy_job", node_defs=[tiled_copy_op("copy_op", f"{source_key}/nested", "op-copy")])
+    ran = job.to_job(resource_defs=copies).execute_in_process()
+    assert ran.output_for_node("copy_op") == {**ran.output_for_node("copy_op"), "nodes": 1, "failed": 0}
 
 
 # -- secrets -------------------------------------------------------------------

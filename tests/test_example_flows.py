@@ -43,3 +43,14 @@ def test_main_job_explains_itself():
     assert result.returncode == 0
     for option in ("--tiled-uri", "--api-key", "--analysis-uri", "--workers", "TILED_URI"):
         assert option in result.stdout
+
+
+def test_serve_prefect_deployments_carry_no_secret():
+    from datetime import timedelta
+
+    from example_flows.serve_prefect import build_deployments
+
+    deployments = build_deployments("tiled", "scans", timedelta(minutes=10))
+    assert [d.name for d in deployments] == ["reduce-new-scans", "nightly-mirror"]
+    for deployment in deployments:
+        assert all(isinstance(v, str) for v in deployment.parameters.values())  # block names and paths only

@@ -585,6 +585,73 @@ def test_example_reduce_new_scans(harness, tiled_server, root):
     assert sorted(root[first["results"]].keys()) == ["scan000", "scan001", "scan002"]
 
 
+def _copy_source(root, box):
+    import pandas as pd
+
+    node = root[box]
+    node.write_array(np.arange(12.0).reshape(3, 4), key="a", metadata={"kind": "array"})
+    inner = node.create_container("inner", metadata={"level": 2})
+    inner.write_dataframe(pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]}), key="t")
+    return node
+
+
+def test_copy_nodes_copies_and_a_rerun_skips(harness, creds, box, root, second_server):
+    from tiled.client import from_uri as ref_from_uri
+
+    from prefect import flow
+
+    from prefect_tiled.copy import copy_nodes
+
+    _copy_source(root, box)
+    dest_creds = TiledCredentials(uri=second_server.uri, api_key=second_server.api_key)
+
+    @flow
+    def mirror():
+        return copy_nodes(creds, dest_creds, box, f"mirrors/{box}")
+
+    first = mirror()
+    assert first["nodes"] == 3 and first["failed"] == 0 and first["bytes"] > 0
+    again = mirror()
+    assert again["nodes"] == 0 and again["skipped"] == 3
+    ref = ref_from_uri(second_server.uri, api_key=second_server.api_key)
+    try:
+        copied = ref["mirrors"][box]
+        np.testing.assert_array_equal(copied["a"].read(), np.arange(12.0).reshape(3, 4))
+        assert copied["a"].metadata["kind"] == "array"
+        assert copied["inner"].metadata["level"] == 2
+        assert list(copied["inner"]["t"].read()["x"]) == [1, 2, 3]
+    finally:
+        ref.context.close()
+
+
+def test_sync_copy_flow_on_a_two_process_cluster(harness, creds, box, root, second_server):
+    from prefect_tiled.copy import sync_copy_flow
+    from tiled_core.client import from_uri
+
+    _copy_source(root, box)
+    dest_creds = TiledCredentials(uri=second_server.uri, api_key=second_server.api_key)
+    summary = sync_copy_flow(creds, dest_creds, box, f"flow-mirrors/{box}", workers=2)
+    assert summary["nodes"] == 3 and summary["failed"] == 0
+    dest = from_uri(second_server.uri, api_key=second_server.api_key)
+    try:
+        np.testing.assert_array_equal(dest[f"flow-mirrors/{box}/a"].read(), np.arange(12.0).reshape(3, 4))
+        assert dest[f"flow-mirrors/{box}/inner/t"].read()["y"].tolist() == ["a", "b", "c"]
+    finally:
+        dest.context.close()
+
+
+def test_example_nightly_mirror_resumes(harness, box, root, tiled_server, second_server):
+    from example_flows import prefect_mirror
+
+    _copy_source(root, box)
+    args = (tiled_server.uri, tiled_server.api_key, second_server.uri, second_server.api_key, box)
+    lines: list[str] = []
+    first = prefect_mirror.run(*args, workers=0, say=lines.append)
+    second = prefect_mirror.run(*args, workers=0, say=lines.append)
+    assert (first["nodes"], second["nodes"], second["skipped"]) == (3, 0, 3)
+    assert not any(tiled_server.api_key in line or second_server.api_key in line for line in lines)
+
+
 def test_the_key_is_nowhere_in_prefect(harness, creds, tiled_server, box):
     """No key in any log, flow or task run, or anywhere in Prefect's database.
 

@@ -16,9 +16,8 @@ SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "python-client-
 PENDING = {
     # issue 3: tables, sparse, awkward, xarray
     # issue 4: the rest of the write path
-    "tiled.client.base.BaseClient.replace_metadata",
-    "tiled.client.base.BaseClient.update_metadata", "tiled.client.base.BaseClient.patch_metadata",
-    "tiled.client.base.BaseClient.build_metadata_patches", "tiled.client.array.DaskArrayClient.patch",
+    # issue 6: copy
+    "tiled.client.sync.copy",
 }
 
 

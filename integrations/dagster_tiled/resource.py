@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr
 __all__ = ["TiledResource"]
 
 _KEY_VARIABLE = "TILED_API_KEY"
+_CONTEXT_SETTINGS = ("api_key", "headers", "cache", "timeout", "verify", "max_connections", "trust_env")
 
 
 class TiledResource(ConfigurableResource):
@@ -70,27 +71,42 @@ class TiledResource(ConfigurableResource):
         return "/".join((*self.base_parts, *parts))
 
     # -- internals -----------------------------------------------------------
-    def _connection_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"structure_clients": self.structure_clients, "prompt_for_reauthentication": False}
+    def _settings(self) -> dict[str, Any]:
+        """``uri`` and the connection settings: the profile's (if any), then this resource's."""
+        settings: dict[str, Any] = {}
+        if self.profile is not None:
+            from tiled_core import profiles
+
+            settings = profiles.profile_to_from_uri_kwargs(profiles.resolve_profile(self.profile))
+        if self.uri is not None:
+            settings["uri"] = self.uri
+        if not settings.get("uri"):
+            raise ValueError("TiledResource needs uri= or profile=")
         if self.timeout is not None:
-            kwargs["timeout"] = self.timeout
+            settings["timeout"] = self.timeout
         # A key equal to $TILED_API_KEY is left for the client to read from the environment
         # itself: then it knows the key's *source*, and lazy (dask) reads can run on
         # workers that find the key there, without the key travelling in task graphs.
         if self.api_key is not None and self.api_key != os.environ.get(_KEY_VARIABLE):
-            kwargs["api_key"] = self.api_key
-        return kwargs
+            settings["api_key"] = self.api_key
+        return settings
 
     def _connect(self):
-        from tiled_core.client import from_profile, from_uri
+        from tiled_core.client import Context, from_context
 
         if self.structure_clients not in ("numpy", "dask"):
             raise ValueError(f"structure_clients must be 'numpy' or 'dask', not {self.structure_clients!r}")
-        kwargs = self._connection_kwargs()
-        if self.profile is not None:
-            if self.uri is not None:
-                kwargs["uri"] = self.uri
-            return from_profile(self.profile, **kwargs)
-        if self.uri is None:
-            raise ValueError("TiledResource needs uri= or profile=")
-        return from_uri(self.uri, **kwargs)
+        settings = self._settings()
+        context, parts = Context.from_any_uri(
+            settings["uri"], **{name: settings[name] for name in _CONTEXT_SETTINGS if name in settings}
+        )
+        try:
+            if not context.authenticated:
+                # Ask once ourselves: a server that wants a login refuses here, where the
+                # client would otherwise offer a login prompt at a terminal.
+                context.session.get_document("metadata/" + "/".join(parts), [("fields", ""), ("omit_links", "true")])
+            # remember_me=False: a run never picks up tokens from someone's interactive login.
+            return from_context(context, self.structure_clients, parts, remember_me=False)
+        except BaseException:
+            context.close()
+            raise

@@ -129,3 +129,14 @@ def put_block(session: Session, path: tuple[str, ...], block: tuple[int, ...], a
         "PUT", _route("array/block", path), params=[("block", ",".join(map(str, block))), *_persist(persist)],
         content=encode_octet_stream(array, dtype), content_type=OCTET_STREAM,
     )
+
+
+def patch_full(session: Session, path: tuple[str, ...], array: np.ndarray, dtype: np.dtype, offset: tuple[int, ...],
+               *, extend: bool, persist: bool = True) -> dict:
+    """Write ``array`` at ``offset`` (growing the array if ``extend``); return the server's new structure."""
+    params = [("offset", ",".join(map(str, offset))), ("shape", ",".join(map(str, array.shape))),
+              ("extend", str(bool(extend)).lower()), *_persist(persist)]
+    return session.send(
+        "PATCH", _route("array/full", path), params=params,
+        content=encode_octet_stream(array, dtype), content_type=OCTET_STREAM,
+    )

@@ -1,36 +1,65 @@
-"""Safe reruns of writes: what happens when a key exists, and how unfinished uploads are marked.
+"""Safe reruns of writes: what happens when a key exists, and how unfinished uploads show.
 
 Every ``Container.write_*`` helper goes through :func:`begin_write` and
 :func:`finish_write`::
 
     target = begin_write(container, "array", [source], key=key, on_conflict=on_conflict, ...)
     if target.needs_upload:
-        upload(target.client)          # may fail: the node stays marked incomplete
-        finish_write(target.client)    # one small PUT clears the mark
+        upload(target.client)          # may fail: the node stays recognisably incomplete
+        finish_write(target.client)    # clears the mark, if the node carries one
     return target.client
 
 ``on_conflict`` (for a ``key`` that already exists):
 
 - ``"error"`` (default): the server refuses the create; :class:`Conflict` is raised.
 - ``"skip"``: an existing node with the same family and structure is left alone and
-  returned; if its upload never finished it is completed in place (blocks are
-  rewritten, which is idempotent); a different family or structure raises
-  :class:`Conflict` naming the difference.
+  returned; if its upload never finished it is completed in place (all its data is
+  sent again, which is idempotent); a different family or structure raises
+  :class:`Conflict` naming the difference. Metadata is not compared.
 - ``"replace"``: the existing node and its data are deleted, then written anew.
 
-A node whose data is being uploaded carries the spec :data:`INCOMPLETE_SPEC`
-until the last byte has been accepted; an interrupted write therefore leaves
-a node that says so (``is_incomplete(client)``), and never one that looks complete.
+Bad keys, metadata or specs are refused before any request, so ``"replace"``
+never deletes a node it then cannot rewrite.
+
+**State after an interrupted write.** The node is created first (one POST that
+already carries its metadata and specs), then its data is sent. If the
+process, the network or the server dies in between, the node exists but is
+*incomplete* in one of two recognisable ways, never looking complete:
+
+- *marked*: it has its full shape and the spec :data:`INCOMPLETE_SPEC`
+  (``"tiled_core.incomplete"``), visible to every client. Blocks not yet sent
+  read as the fill value (0). Used for uploads of several requests (arrays of
+  several blocks, unless a small evenly chunked dask array; 0-d arrays; other
+  families); the mark is removed by one ``PUT /metadata``
+  (``drop_revision=true``, so no revision is kept) after the last block has
+  been accepted. Dying between the last
+  block and that PUT leaves complete data still marked: safe, and "skip"
+  fixes it.
+- *reserved*: an array that goes in a single request is created with zero
+  rows along its first axis (its chunks already describe the full length)
+  and filled by one ``PATCH /array/full?extend=true``, which writes the data
+  and sets the real shape together. Until then every client reads an empty
+  array. The server applies the PATCH only once its whole body has arrived.
+
+:func:`is_incomplete` recognises both. A rerun with ``"skip"`` completes the
+node (reserved: the one PATCH again; marked: every block, then the mark is
+cleared), ``"replace"`` rewrites it, ``"error"`` raises :class:`Conflict`.
+Containers are created in one request, so they have no incomplete state
+(their children have their own). See ``docs/writes.md``.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from ..structures import Spec
 from ..transport import Conflict
+from ._keys import validate_key
+from ._metadata import json_value, spec_dicts
+from ._upload import intended_shape, reserved_rows
 
 __all__ = [
     "INCOMPLETE_SPEC",
@@ -42,6 +71,7 @@ __all__ = [
     "clear_mark",
     "finish_write",
     "is_incomplete",
+    "is_marked",
     "same_structure",
 ]
 
@@ -50,8 +80,9 @@ INCOMPLETE_SPEC = "tiled_core.incomplete"
 
 
 def _array_fingerprint(structure: dict) -> tuple:
-    # Chunking is a storage detail: same shape and dtype hold the same data.
-    return tuple(structure["shape"]), _canonical(structure["data_type"])
+    # Chunking is a storage detail: same shape and dtype hold the same data. The shape is
+    # the one the writer asked for, so an unfilled reserved node matches its own rerun.
+    return intended_shape(structure), _canonical(structure["data_type"])
 
 
 def _canonical(value: Any) -> Any:
@@ -83,9 +114,16 @@ def _fingerprint(family: str, structure: Any) -> Any:
     return STRUCTURE_FINGERPRINTS.get(family, _canonical)(structure)
 
 
-def is_incomplete(client) -> bool:
-    """True when ``client``'s node was created but its upload has not finished."""
+def is_marked(client) -> bool:
+    """True when ``client``'s node carries the incomplete mark."""
     return any(spec.name == INCOMPLETE_SPEC for spec in client.specs)
+
+
+def is_incomplete(client) -> bool:
+    """True when ``client``'s node was created but its upload has not finished (marked or reserved)."""
+    if is_marked(client):
+        return True
+    return client.structure_family == "array" and reserved_rows(client.item["attributes"].get("structure")) is not None
 
 
 @dataclasses.dataclass
@@ -106,11 +144,27 @@ def begin_write(
     specs: list | None,
     access_tags: list[str] | None = None,
     on_conflict: str = "error",
+    mark: bool | None = None,
 ) -> WriteTarget:
-    """Resolve ``on_conflict`` for ``key`` and create the node, marked incomplete when it takes data."""
+    """Resolve ``on_conflict`` for ``key`` and create the node, marked incomplete when it takes data.
+
+    ``mark=False`` is for writers whose new node shows its incompleteness by
+    itself (a reserved array, or one with no data to send).
+    """
     check_on_conflict(on_conflict)
+    # Everything that can be refused is refused here, before "replace" deletes anything.
+    if key is not None:
+        validate_key(key)
+    if metadata is not None:
+        if not isinstance(metadata, collections.abc.Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        metadata = json_value(dict(metadata))
+    if specs is not None:
+        specs = spec_dicts(specs)
     family = getattr(structure_family, "value", structure_family)
     takes_data = family != "container"
+    if mark is None:
+        mark = takes_data
     if key is not None and on_conflict != "error":
         existing = container.get(key)
         if existing is not None:
@@ -118,7 +172,7 @@ def begin_write(
                 container.delete(key, recursive=True)
             else:
                 return WriteTarget(existing, _check_reusable(existing, family, data_sources))
-    marked = [*(specs or []), Spec(INCOMPLETE_SPEC)] if takes_data else specs
+    marked = [*(specs or []), Spec(INCOMPLETE_SPEC)] if mark else specs
     client = container.new(family, data_sources, key=key, metadata=metadata, specs=marked, access_tags=access_tags)
     return WriteTarget(client, takes_data)
 
@@ -147,7 +201,12 @@ def _check_reusable(existing, family: str, data_sources: list[dict]) -> bool:
 
 
 def finish_write(client) -> None:
-    """Clear the incomplete mark once every byte is stored (no revision is kept for this)."""
+    """Clear the incomplete mark once every byte is stored (no revision is kept for this).
+
+    Sends nothing when the node carries no mark (a reserved array fills itself).
+    """
+    if not is_marked(client):
+        return
     specs = [spec for spec in client.specs if spec.name != INCOMPLETE_SPEC]
     clear_mark(client.context.session, client.path_parts, specs)
     client.item["attributes"]["specs"] = [s.to_json() for s in specs]

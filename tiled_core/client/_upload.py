@@ -1,14 +1,41 @@
-"""Preparing arrays for upload: chunking, the data source document, bounded concurrent PUTs."""
+"""Array uploads: chunking, the data source document, and how the bytes are sent.
+
+Two ways to fill a new node, both leaving an interrupted write recognisable
+(see :mod:`tiled_core.client._conflict`):
+
+- **one request** (numpy arrays of one block, i.e. up to ~100 MB, and dask
+  arrays up to ``SINGLE_UPLOAD_BYTES``, whose chunks tile the shape exactly): the node is created *reserved*, with zero rows but the
+  chunking of the full array, and filled by a single ``PATCH ...?extend=true``
+  that writes every byte and sets the real shape at once. Two requests in
+  all, like the reference client, and no mark to clear afterwards.
+- **blocks** (everything else): the node is created with its full shape and
+  the incomplete mark; blocks are sent concurrently (at most
+  ``Limits.concurrency`` at a time, each computed just before it is sent, so
+  a dask array is never whole in memory); the mark is cleared last.
+"""
 
 from __future__ import annotations
+
+import copy
+import math
 
 import numpy as np
 
 from ..structures import ArrayStructure
-from ._array_io import block_slices, put_block, put_full, regular_chunks
+from ._array_io import (
+    SINGLE_REQUEST_BYTES,
+    UPLOAD_CHUNK_BYTES,
+    block_slices,
+    patch_full,
+    put_block,
+    put_full,
+    regular_chunks,
+)
+
+SINGLE_UPLOAD_BYTES = SINGLE_REQUEST_BYTES  # above this, blocks go concurrently
 
 
-def _is_dask(array) -> bool:
+def is_dask(array) -> bool:
     return type(array).__module__.startswith("dask.")
 
 
@@ -16,12 +43,28 @@ def _regular(chunks: tuple[tuple[int, ...], ...]) -> bool:
     return all(len(set(c[:-1])) <= 1 and (len(c) < 2 or c[-1] <= c[0]) for c in chunks)
 
 
+def _dask_chunks(array) -> tuple[tuple[int, ...], ...]:
+    """Regular chunks for a dask array (zarr needs them), none above the upload limit."""
+    chunks = array.chunks
+    if not _regular(chunks):
+        chunks = tuple(tuple(_even(len_, c[0])) for len_, c in zip(array.shape, chunks))
+    block = math.prod(c[0] if c else 0 for c in chunks) * array.dtype.itemsize
+    if block > UPLOAD_CHUNK_BYTES:  # one block must fit comfortably in memory and in one request
+        chunks = regular_chunks(array.shape, array.dtype.itemsize)
+    return chunks
+
+
+def _even(length: int, size: int):
+    full, rest = divmod(length, max(size, 1))
+    return [size] * full + ([rest] if rest else []) or [0]
+
+
 def array_data_source(array, *, dims=None):
     """Normalise ``array`` and describe it as a writable data source (zarr needs regular chunks)."""
-    if _is_dask(array):
-        if not _regular(array.chunks):
-            array = array.rechunk(tuple(c[0] for c in array.chunks))
-        chunks = array.chunks
+    if is_dask(array):
+        chunks = _dask_chunks(array)
+        if chunks != array.chunks:
+            array = array.rechunk(chunks)
     else:
         array = np.asarray(array)
         chunks = regular_chunks(array.shape, array.dtype.itemsize)
@@ -43,23 +86,93 @@ def array_data_source(array, *, dims=None):
     return array, source
 
 
-def upload_array(client, array) -> None:
-    """Upload every block of ``array`` to the (new) node behind ``client``."""
+def plan_array_write(array, source: dict) -> tuple[dict, bool]:
+    """``(data source to create the node with, whether it needs the incomplete mark)``."""
+    structure = source["structure"]
+    shape, chunks = structure["shape"], structure["chunks"]
+    nbytes = math.prod(shape) * array.dtype.itemsize
+    if nbytes == 0:
+        return source, False  # nothing to send: the node is complete once created
+    # The server sizes its zarr storage from the chunks; with a partial last chunk the
+    # extending PATCH would round the shape up to the chunk grid, so only exact tilings qualify.
+    exact = all(len(set(c)) == 1 for c in chunks)
+    # A numpy array of one block (<= UPLOAD_CHUNK_BYTES) is sent from its own memory, so it can
+    # go in one request at any such size; a dask array must be computed whole for that.
+    one_request = nbytes <= SINGLE_UPLOAD_BYTES or (not is_dask(array) and all(len(c) == 1 for c in chunks))
+    if shape and exact and one_request:
+        reserved = copy.deepcopy(source)
+        reserved["structure"]["shape"] = [0, *shape[1:]]
+        return reserved, False
+    return source, True
+
+
+def reserved_rows(structure: dict | None) -> int | None:
+    """For a node created reserved and not yet filled: the rows it is waiting for; else None."""
+    if not structure or not structure.get("shape") or "chunks" not in structure:
+        return None
+    rows = sum(structure["chunks"][0])
+    return rows if structure["shape"][0] == 0 and rows > 0 else None
+
+
+def visible_structure(structure: dict) -> dict:
+    """What a reserved node holds so far: zero rows (its chunks say how many are coming)."""
+    if reserved_rows(structure) is None:
+        return structure
+    return {**structure, "chunks": [[0], *structure["chunks"][1:]]}
+
+
+def intended_shape(structure: dict) -> tuple[int, ...]:
+    """The shape a node's writer asked for (the chunks add up to it, even while reserved)."""
+    return tuple(sum(c) for c in structure["chunks"])
+
+
+def upload_array(client, array, *, persist: bool = True) -> None:
+    """Send all of ``array`` to the node behind ``client`` (reserved: one PATCH; else blocks)."""
+    raw = client.item["attributes"]["structure"]
+    session = client.context.session
+    rows = reserved_rows(raw)
+    if rows is not None:
+        data = array.compute() if is_dask(array) else array
+        dtype = ArrayStructure.from_json(visible_structure(raw)).dtype
+        structure = patch_full(session, client.path_parts, np.asarray(data), dtype, (0,), extend=True)
+        client.item["attributes"]["structure"] = structure
+        client._structure = None
+        return
+    upload_blocks(client, array, persist=persist)
+
+
+def upload_blocks(client, array, *, persist: bool = True) -> None:
+    """Write every block of the node from ``array`` (numpy or dask), a bounded number at a time."""
     structure: ArrayStructure = client.structure()
     session = client.context.session
     dtype = structure.dtype
     if 0 in structure.shape:
         return  # nothing to send; the server made the (empty) storage on create
     blocks = list(block_slices(structure.chunks))
-    if len(blocks) == 1 and not _is_dask(array):
-        put_full(session, client.path_parts, array, dtype)
+    if len(blocks) == 1 and not is_dask(array):
+        put_full(session, client.path_parts, array, dtype, persist=persist)
         return
+    block_of = _dask_blocks(array, structure.chunks) if is_dask(array) else (lambda index, region: array[region])
 
     def send(entry):
         index, region = entry
-        data = array[region]
-        if _is_dask(data):
-            data = data.compute(scheduler="sync")  # one block at a time: memory stays bounded
-        put_block(session, client.path_parts, index, np.asarray(data), dtype)
+        put_block(session, client.path_parts, index, np.asarray(block_of(index, region)), dtype, persist=persist)
 
     session.run_concurrently(send, blocks)
+
+
+def _dask_blocks(array, chunks):
+    """``(index, region) -> numpy block``, computing just that block of a dask array.
+
+    Each block is taken from the graph by its key with the synchronous
+    scheduler: ``array[region].compute()`` would also work, but its slicing
+    and final concatenation hold several copies of the block (~5x its size).
+    """
+    import dask
+    from dask.utils import ensure_dict
+
+    if array.chunks != tuple(chunks):
+        array = array.rechunk(chunks)
+    graph = ensure_dict(array.__dask_graph__())  # once: each lookup then culls only what one key needs
+    name = array.name
+    return lambda index, region: dask.get(graph, (name, *index))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import operator
+import warnings
+from typing import Any
+
 import numpy as np
 
 from ..codecs.array import OCTET_STREAM, byte_view
 from ..structures import ArrayStructure
-from ._array_io import block_slices, put_block, put_full, read_block_into, read_selection_into
+from ._array_io import block_slices, patch_full, put_block, read_block_into, read_selection_into
 from ._slicing import block_selection, normalize
 from .base import BaseClient
 
@@ -23,6 +27,12 @@ class ArrayClient(BaseClient):
     """
 
     def structure(self) -> ArrayStructure:
+        if self._structure is None:
+            from ._upload import visible_structure
+
+            raw = self._item["attributes"].get("structure")
+            if raw is not None:  # a node still being filled shows the rows it has: none
+                self._structure = ArrayStructure.from_json(visible_structure(raw))
         return super().structure()
 
     # -- shape and type ----------------------------------------------------
@@ -102,31 +112,59 @@ class ArrayClient(BaseClient):
 
     # -- writes --------------------------------------------------------------
     def write(self, array, persist: bool = True) -> None:
-        """Replace the whole array's data (same shape and dtype).
+        """Replace the whole array's data (same shape; a dtype that converts safely).
 
+        Sent block by block over at most ``Limits.concurrency`` requests at a
+        time; a dask array is computed one block at a time, never whole.
         ``persist=False`` only streams the data to the server's subscribers.
         """
-        array = np.asarray(array)
+        from ._upload import upload_blocks
+
         structure = self.structure()
-        if array.shape != structure.shape:
-            raise ValueError(f"array of shape {array.shape} does not fit node of shape {structure.shape}")
-        if len(list(block_slices(structure.chunks))) == 1:
-            put_full(self._context.session, self._path, array, structure.dtype, persist=persist)
-            return
-        session = self._context.session
-        session.run_concurrently(
-            lambda entry: put_block(session, self._path, entry[0], array[entry[1]], structure.dtype, persist=persist),
-            list(block_slices(structure.chunks)),
-        )
+        array = _conform(array, structure.dtype, lazy=True)
+        if tuple(array.shape) != structure.shape:
+            raise ValueError(f"array of shape {tuple(array.shape)} does not fit node of shape {structure.shape}")
+        upload_blocks(self, array, persist=persist)
 
     def write_block(self, array, block, slice=Ellipsis, persist: bool = True) -> None:
         """Replace one block's data (``slice`` is accepted for compatibility; the server ignores it)."""
         structure = self.structure()
         block = block_selection(block, structure.chunks)
-        array = np.asarray(array)
+        array = _conform(array, structure.dtype)
         if array.shape != structure.block_shape(block):
             raise ValueError(f"block {block} has shape {structure.block_shape(block)}, not {array.shape}")
         put_block(self._context.session, self._path, block, array, structure.dtype, persist=persist)
+
+    def patch(self, array, offset, extend: bool = False, persist: bool = True) -> None:
+        """Write ``array`` into the node at ``offset``, growing the node if ``extend=True``.
+
+        ``offset`` is an int (first axis) or one int per leading axis. Without
+        ``extend`` the data must fit inside the current shape (ValueError
+        otherwise, before any request). With it the array grows, along any
+        axis, to hold the data; ``.shape`` shows the new size afterwards.
+        """
+        structure = self.structure()
+        array = _conform(array, structure.dtype)
+        offset = _offset(offset, structure.shape, array.shape)
+        if extend and not persist:
+            raise ValueError("extend=True needs persist=True: a grown array must be stored")
+        end = tuple(o + n for o, n in zip(offset, array.shape))
+        if not extend and any(e > s for e, s in zip(end, structure.shape)):
+            raise ValueError(f"data of shape {array.shape} at offset {offset} does not fit in shape "
+                             f"{structure.shape}; pass extend=True to grow the array")
+        reply = patch_full(self._context.session, self._path, array, structure.dtype, offset,
+                           extend=extend, persist=persist)
+        if not persist:
+            return
+        self._item["attributes"]["structure"] = reply
+        self._structure = None
+        expected = tuple(max(s, e) for s, e in zip(structure.shape, end))
+        if self.shape != expected:
+            # tiled 0.2.20 sizes its zarr storage to whole chunks; growing into that padding makes
+            # the server report the padded shape, whose extra entries hold the fill value (0).
+            warnings.warn(f"the server grew {self.path} to {self.shape}, not {expected}: the extra "
+                          "entries hold the fill value (a tiled 0.2.20 quirk with partial last chunks)",
+                          RuntimeWarning, stacklevel=2)
 
     # -- export ------------------------------------------------------------
     def export(self, filepath, *, format: str | None = None, slice=None, link: str | None = None,
@@ -194,3 +232,33 @@ class DaskArrayClient(ArrayClient):
         name = "tiled-core-block-" + tokenize(self.uri, structure.to_json(), params)
         graph = {(name,) + (0,) * len(selection.shape): (run_read, request)}
         return da.Array(graph, name, chunks=tuple((n,) for n in selection.shape), dtype=structure.dtype)
+
+
+def _conform(array, dtype: np.dtype, *, lazy: bool = False):
+    """``array`` as data of ``dtype``: plain sequences are converted; arrays must cast safely.
+
+    ``lazy`` keeps a dask array lazy (its blocks are computed as they are sent).
+    """
+    from ._upload import is_dask
+
+    if not hasattr(array, "dtype"):
+        return np.asarray(array, dtype=dtype)
+    if array.dtype != dtype:
+        if not np.can_cast(array.dtype, dtype, casting="safe"):
+            raise ValueError(f"data of dtype {array.dtype} cannot be stored as {dtype} without loss; "
+                             f"convert it first (e.g. .astype({str(dtype)!r}))")
+        array = array.astype(dtype)
+    if is_dask(array):
+        return array if lazy else np.asarray(array.compute())
+    return np.asarray(array)
+
+
+def _offset(offset, shape: tuple[int, ...], data_shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(data_shape) != len(shape):
+        raise ValueError(f"data with {len(data_shape)} dimensions cannot patch an array with {len(shape)}")
+    if isinstance(offset, (int, np.integer)):
+        offset = (offset,)
+    offset = tuple(operator.index(o) for o in offset)
+    if not offset or len(offset) > len(shape) or any(o < 0 for o in offset):
+        raise ValueError(f"offset must be 1 to {len(shape)} non-negative ints, not {offset}")
+    return offset + (0,) * (len(shape) - len(offset))

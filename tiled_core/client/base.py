@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import os
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any
 
 from ..structures import ArrayStructure, ContainerStructure, Spec, TableStructure
 from ..transport import NotAcceptable
-from ._readonly import DictView
+from . import _metadata
+from ._readonly import DictView, ListView
+from ._revisions import MetadataRevisions
 from .context import Context
 
 __all__ = ["BaseClient", "UNCHANGED"]
@@ -56,6 +59,7 @@ class BaseClient:
         self._path = _path_parts(item)
         # Set by Container listings, which leave structures out until one is needed.
         self._pending_structure = None
+        self._metadata_revisions: MetadataRevisions | None = None
 
     # -- identity ------------------------------------------------------------
     @property
@@ -107,8 +111,22 @@ class BaseClient:
         return DictView(self._item["attributes"].get("metadata") or {})
 
     def metadata_copy(self) -> list:
-        """A mutable ``[metadata, specs]`` pair, e.g. to edit and send back with update_metadata."""
-        return [copy.deepcopy(self._item["attributes"].get("metadata") or {}), list(self.specs)]
+        """Mutable copies ``[metadata, specs, access_tags]`` to edit and pass to update_metadata.
+
+        (``access_tags`` is left out when the server did not send it, as the reference does.)
+        """
+        attributes = self._item["attributes"]
+        tags = attributes.get("access_tags")
+        result = [copy.deepcopy(attributes.get("metadata") or {}), list(self.specs)]
+        return result + [list(tags)] if tags is not None else result
+
+    @property
+    def access_tags(self) -> ListView:
+        """Authorization tags of this node (AttributeError when the server sent none)."""
+        tags = self._item["attributes"].get("access_tags")
+        if tags is None:
+            raise AttributeError("this node has no access_tags")
+        return ListView(tags)
 
     @property
     def data_sources(self) -> list[dict] | None:
@@ -228,3 +246,130 @@ class BaseClient:
             + " and tiled_core has no client that reads it; its metadata, item and structure() are"
             " available, or pass structure_clients={family or spec name: class} to from_uri"
         )
+
+    # -- metadata updates --------------------------------------------------
+    def refresh(self) -> "BaseClient":
+        """Fetch this node's resource again (metadata, specs, structure); return self."""
+        params = [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else [])
+        self._item = self._context.session.get_document(self._route("metadata"), params)["data"]
+        self._structure = None
+        return self
+
+    def update_metadata(self, metadata=None, specs=None, access_tags=None, *, drop_revision: bool = False) -> None:
+        """Update metadata like ``dict.update``, recursively; ``specs`` and ``access_tags`` replace.
+
+        Nested dicts merge key by key; other values (lists, ``None``) replace;
+        ``tiled_core.client.metadata_update.DELETE_KEY`` removes a key. The
+        change is sent as a JSON Patch against the metadata this client last saw,
+        and the server keeps the previous version as a revision unless
+        ``drop_revision=True``. Values JSON cannot carry (NaN, sets, objects)
+        raise ValueError/TypeError before any request.
+        """
+        metadata_patch, specs_patch, access_tags_patch = self.build_metadata_patches(metadata, specs, access_tags)
+        self.patch_metadata(metadata_patch, specs_patch, access_tags_patch, drop_revision=drop_revision)
+
+    def build_metadata_patches(self, metadata=None, specs=None, access_tags=None) -> tuple:
+        """``(metadata_patch, specs_patch, access_tags_patch)``: JSON Patches (RFC 6902) for patch_metadata.
+
+        ``metadata`` is merged into the current metadata as update_metadata does;
+        a None argument gives no change (``[]`` for metadata, ``None`` otherwise).
+        """
+        attributes = self._item["attributes"]
+        current = attributes.get("metadata") or {}
+        metadata_patch = [] if metadata is None else _metadata.diff(current, _metadata.merged_metadata(current, metadata))
+        specs_patch = None
+        if specs is not None:
+            specs_patch = _metadata.specs_patch(self._spec_dicts(), _metadata.spec_dicts(specs))
+        access_tags_patch = None
+        if access_tags:  # an empty list changes nothing, as in the reference client
+            access_tags_patch = _metadata.diff(list(attributes.get("access_tags") or []), _tag_list(access_tags))
+        return metadata_patch, specs_patch, access_tags_patch
+
+    def patch_metadata(self, metadata_patch=None, specs_patch=None, access_tags_patch=None,
+                       content_type: str = _metadata.JSON_PATCH, drop_revision: bool = False) -> None:
+        """Apply a JSON Patch (RFC 6902) or, with ``content_type="application/merge-patch+json"``,
+        a JSON Merge Patch (RFC 7386) to the metadata, specs and access tags.
+
+        The patch is first applied to this client's copy (refetched once if
+        that fails), so a patch that cannot apply raises ValueError before any
+        request. Afterwards ``.metadata`` and ``.specs`` show the new values.
+        """
+        if content_type not in _metadata.PATCH_TYPES:
+            raise ValueError(f"content_type must be one of {_metadata.PATCH_TYPES}, not {content_type!r}")
+        if metadata_patch is not None:
+            metadata_patch = _metadata.json_value(metadata_patch, "metadata_patch")
+            expected = list if content_type == _metadata.JSON_PATCH else dict
+            if not isinstance(metadata_patch, expected):
+                raise ValueError(f"a {content_type} metadata patch is a {expected.__name__}, "
+                                 f"not {type(metadata_patch).__name__}")
+        if specs_patch is not None:
+            specs_patch = _metadata.normalize_specs_patch(specs_patch, content_type)
+        if access_tags_patch is not None:
+            access_tags_patch = _metadata.json_value(access_tags_patch, "access_tags_patch")
+        patched = self._preview(metadata_patch, specs_patch, access_tags_patch, content_type)
+        body = {"content-type": content_type, "metadata": metadata_patch, "specs": specs_patch,
+                "access_tags": access_tags_patch}
+        reply = self._context.session.send("PATCH", self._route("metadata"), json=body, params=_revision(drop_revision))
+        self._store(patched, reply if isinstance(reply, dict) else {})
+
+    def _preview(self, metadata_patch, specs_patch, access_tags_patch, content_type) -> dict:
+        """The node's metadata, specs and tags with the patches applied locally (None: unchanged)."""
+        def attempt() -> dict:
+            attributes = self._item["attributes"]
+            result = {}
+            for name, patch, current in (
+                ("metadata", metadata_patch, attributes.get("metadata") or {}),
+                ("specs", specs_patch, self._spec_dicts()),
+                ("access_tags", access_tags_patch, list(attributes.get("access_tags") or [])),
+            ):
+                if patch is not None:
+                    result[name] = _metadata.apply_patch(current, patch, content_type)
+            return result
+
+        try:
+            return attempt()
+        except ValueError:
+            self.refresh()  # our copy may be stale: judge the patch against the server's current version
+        try:
+            return attempt()
+        except ValueError as error:
+            raise ValueError(f"the patch does not apply to the metadata of {self.path or '/'}: {error}") from None
+
+    def replace_metadata(self, metadata=None, specs=None, access_tags=None, drop_revision: bool = False) -> None:
+        """Replace the metadata (and/or specs, access tags) entirely; None leaves that part unchanged."""
+        if metadata is not None:
+            if not isinstance(metadata, collections.abc.Mapping):
+                raise ValueError(f"metadata must be a mapping (a JSON object), not {type(metadata).__name__}")
+            metadata = _metadata.json_value(dict(metadata))
+        specs_json = None if specs is None else _metadata.spec_dicts(specs)
+        tags = None if access_tags is None else _tag_list(access_tags)
+        body = {"metadata": metadata, "specs": specs_json, "access_tags": tags}
+        reply = self._context.session.send("PUT", self._route("metadata"), json=body, params=_revision(drop_revision))
+        self._store({k: v for k, v in (("metadata", metadata), ("specs", specs_json), ("access_tags", tags))
+                     if v is not None}, reply if isinstance(reply, dict) else {})
+
+    def _store(self, values: dict, reply: dict) -> None:
+        # The server's reply wins where it changed something itself (spec validators, access policy).
+        attributes = self._item["attributes"]
+        for name, value in values.items():
+            attributes[name] = reply[name] if name in reply and name != "specs" else value
+
+    def _spec_dicts(self) -> list[dict]:
+        return [s.to_json() for s in self.specs]
+
+    @property
+    def metadata_revisions(self) -> MetadataRevisions:
+        """Earlier versions of this node's metadata kept by the server (oldest first)."""
+        if self._metadata_revisions is None:
+            self._metadata_revisions = MetadataRevisions(self._context.session, self.path)
+        return self._metadata_revisions
+
+
+def _revision(drop_revision: bool) -> list[tuple[str, str]]:
+    return [("drop_revision", "true")] if drop_revision else []
+
+
+def _tag_list(tags) -> list[str]:
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise TypeError("access_tags is a list of strings")
+    return list(tags)

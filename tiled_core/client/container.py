@@ -8,18 +8,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..iterviews import ItemsView, KeysView, ValuesView
-from ..structures import Spec
 from ..transport import NotFound
 from ._conflict import begin_write, check_on_conflict, finish_write
 from ._dispatch import client_for_item
 from ._keys import split_path, validate_key
 from ._lazy_structure import PageStructures
+from ._metadata import json_value, spec_dicts
 from .base import UNCHANGED, BaseClient
 
 __all__ = ["Container"]
 
 MAX_PAGE = 300  # the server's largest page
-ITEM_FIELDS = ("metadata", "structure_family", "structure", "sorting", "specs")
+ITEM_FIELDS = ("metadata", "structure_family", "structure", "sorting", "specs", "access_tags")
 # Listings leave structures out (see _lazy_structure): they dominate the server's time.
 LISTING_FIELDS = tuple(f for f in ITEM_FIELDS if f != "structure")
 
@@ -255,12 +255,11 @@ class Container(BaseClient, collections.abc.Mapping):
             validate_key(key)
         if metadata is not None and not isinstance(metadata, collections.abc.Mapping):
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
-        spec_objects = [Spec.coerce(s) for s in (specs or [])]
         body = {
             "id": key,
             "structure_family": family,
-            "metadata": dict(metadata or {}),
-            "specs": [s.to_json() for s in spec_objects],
+            "metadata": json_value(dict(metadata or {})),  # NaN, sets, objects: errors before any request
+            "specs": spec_dicts(specs or []),
             "data_sources": data_sources,
         }
         if access_tags is not None:
@@ -276,6 +275,7 @@ class Container(BaseClient, collections.abc.Mapping):
                 "structure_family": family,
                 "specs": body["specs"],
                 "metadata": created.get("metadata", body["metadata"]),
+                "access_tags": created.get("access_tags", body.get("access_tags")),
                 "structure": structure,
                 "sorting": [{"key": "", "direction": 1}] if family == "container" else None,
                 "data_sources": sources if self._include_data_sources else None,
@@ -293,21 +293,25 @@ class Container(BaseClient, collections.abc.Mapping):
 
     def write_array(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
                     specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
-        """Create an array node and upload ``array`` (numpy, dask or array-like) in blocks.
+        """Create an array node and upload ``array`` (numpy, dask or array-like).
 
-        Large arrays are cut into regular chunks of at most ~100 MB, uploaded
-        concurrently (bounded); a dask array keeps its chunks (made regular if
-        needed) and is computed block by block, never whole in memory.
-        ``on_conflict`` ("error", "skip", "replace") decides what happens when
-        ``key`` exists; see :mod:`tiled_core.client._conflict`.
+        A numpy array of one chunk (up to ~100 MB) goes in one request after the
+        create, as does an evenly chunked dask array up to 16 MiB; larger ones are
+        cut into regular chunks of at most ~100 MB, uploaded concurrently
+        (bounded); a dask array keeps its chunks (made regular if needed) and
+        is computed block by block, never whole in memory. ``on_conflict``
+        ("error", "skip", "replace") decides what happens when ``key`` exists;
+        see :mod:`tiled_core.client._conflict` for the state an interrupted
+        write leaves behind.
         """
-        from ._upload import array_data_source, upload_array
+        from ._upload import array_data_source, plan_array_write, upload_array
 
         check_on_conflict(on_conflict)
         validated = validate_key(key) if key is not None else None
         array, source = array_data_source(array, dims=dims)
-        target = begin_write(self, "array", [source], key=validated, metadata=metadata, specs=specs,
-                             access_tags=access_tags, on_conflict=on_conflict)
+        create_with, mark = plan_array_write(array, source)
+        target = begin_write(self, "array", [create_with], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict, mark=mark)
         if target.needs_upload:
             upload_array(target.client, array)
             finish_write(target.client)

@@ -68,6 +68,28 @@ def _is_loopback(base_url: str) -> bool:
         return False
 
 
+_SEND_PIECE = 1 << 20  # h11 copies each piece it frames: small pieces keep that copy small
+
+
+def _body_factory(content, headers: dict[str, str]) -> Callable[[], Any]:
+    """A callable giving a fresh request body per attempt (an iterator cannot be sent twice).
+
+    A ``bytes`` body goes as is. Any other buffer (memoryview, bytearray, numpy
+    array) is sent as an iterator of 1 MiB slices with an explicit
+    ``Content-Length``: httpx would otherwise need a ``bytes`` copy of the whole
+    buffer, and h11 copies what it frames anyway.
+    """
+    if content is None or isinstance(content, bytes):
+        return lambda: content
+    view = memoryview(content)
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+    if not view.nbytes:
+        return lambda: b""
+    headers["content-length"] = str(view.nbytes)
+    return lambda: (view[start:start + _SEND_PIECE] for start in range(0, view.nbytes, _SEND_PIECE))
+
+
 def _retry_after(response_headers) -> float | None:
     value = response_headers.get("retry-after")
     if value is None:
@@ -76,14 +98,6 @@ def _retry_after(response_headers) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
-
-
-_SEND_SLICE = 1 << 20
-
-
-def _slices(view: memoryview) -> Iterator[memoryview]:
-    for start in range(0, view.nbytes, _SEND_SLICE):
-        yield view[start:start + _SEND_SLICE]
 
 
 class Session:
@@ -491,7 +505,7 @@ class Session:
         *,
         params: Params = None,
         json: Any = None,
-        content: bytes | memoryview | None = None,
+        content: bytes | memoryview | bytearray | None = None,
         content_type: str | None = None,
         form: dict[str, str] | None = None,
         authenticate: bool = True,
@@ -499,6 +513,7 @@ class Session:
         """Send a body (JSON-encodable ``json``, a ``form``, or raw ``content``); return the decoded reply or None.
 
         ``authenticate=False`` sends no credential (login and token endpoints).
+        ``content`` may be any C-contiguous buffer; it is streamed without a copy.
         """
         import orjson
 
@@ -515,17 +530,11 @@ class Session:
             headers["content-type"] = JSON
         elif content_type is not None:
             headers["content-type"] = content_type
-        view = None
-        if isinstance(content, memoryview):
-            # Sent in slices with an explicit Content-Length: no copy of a large block, and a
-            # fresh iterator per attempt keeps retries correct.
-            view = content.cast("B") if content.ndim != 1 or content.format != "B" else content
-            headers["content-length"] = str(view.nbytes)
+        body = _body_factory(content, headers)
 
         def attempt():
-            body = _slices(view) if view is not None else content
             response = self._check(
-                self._http.request(method, url, params=params, content=body, headers=headers, auth=auth),
+                self._http.request(method, url, params=params, content=body(), headers=headers, auth=auth),
                 url,
             )
             if not response.content or response.status_code == 204:
