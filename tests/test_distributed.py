@@ -122,12 +122,8 @@ def test_table_and_dataset_on_cluster_equal_in_memory_reads(dask_client, tiled_s
         assert not [t for t in _graph(table).values() if key.encode() in pickle.dumps(t)]
         pd.testing.assert_frame_equal(dask_client.compute(table).result(), eager[f"{families}/table"].read())
         dataset = lazy[f"{families}/ds"].read()
-        computed = xr.Dataset({name: ((var.dims), dask_client.compute(var.data).result())
-                               for name, var in dataset.data_vars.items()},
-                              coords={name: (c.dims, dask_client.compute(c.data).result() if hasattr(c.data, "dask")
-                                             else c.values) for name, c in dataset.coords.items()},
-                              attrs=dataset.attrs)
-        xr.testing.assert_identical(computed, eager[f"{families}/ds"].read())
+        assert dataset["temp"].chunks is not None  # lazy: computed on the cluster below
+        xr.testing.assert_identical(dask_client.compute(dataset).result(), eager[f"{families}/ds"].read())
     finally:
         lazy.context.close()
         eager.context.close()
@@ -189,6 +185,19 @@ def test_small_chunks_are_fetched_in_groups_but_keep_their_chunking(dask_node):
     grouped = [task for task in reads if "array/full" in repr(task)]
     assert grouped and len(reads) < 18  # 18 chunks, fewer requests
     assert len(array.__dask_keys__()) == 6 and array.numblocks == (6, 3)
+
+
+def test_a_small_selection_reads_only_the_blocks_it_touches(dask_node, data):
+    """Grouping never makes a selection fetch its neighbours: one block touched, one block's bytes read."""
+    session = dask_node.context.session
+    whole = [repr(t) for t in _graph(dask_node.read()).values() if "ArrayRead(" in repr(t)]
+    assert not any("slice=10:20,40:50 " in r for r in whole)  # unselected, block (1, 2) is read with others
+    selected = dask_node.read((slice(12, 15), slice(45, 50)))
+    reads = [repr(t) for t in _graph(selected).values() if "ArrayRead(" in repr(t)]
+    assert any("slice=10:20,40:50 shape=(10, 10)" in r for r in reads)  # selected, it is read alone
+    before = session.request_count
+    np.testing.assert_array_equal(selected.compute(scheduler="threads"), data[1][12:15, 45:50])
+    assert session.request_count - before == 1
 
 
 def test_plan_groups_bounds_group_size():

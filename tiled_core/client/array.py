@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import operator
 import warnings
@@ -185,6 +187,18 @@ class ArrayClient(BaseClient):
         self._export(filepath, format=format, route="array/full", params=params)
 
 
+def _blocks_touched(selection, chunks) -> tuple[set[int], ...]:
+    """Per axis, the indices of the blocks that ``selection`` reads from."""
+    touched = []
+    for entry, sizes in zip(selection.entries, chunks):
+        bounds = list(itertools.accumulate(sizes))
+        positions = [entry] if isinstance(entry, int) else entry
+        touched.append({bisect.bisect_right(bounds, p) for p in positions} if len(positions) <= 4096
+                       else set(range(bisect.bisect_right(bounds, positions[0]),
+                                      bisect.bisect_right(bounds, positions[-1]) + 1)))
+    return tuple(touched)
+
+
 class DaskArrayClient(ArrayClient):
     """Client-side wrapper around an array-like that returns dask arrays.
 
@@ -195,24 +209,23 @@ class DaskArrayClient(ArrayClient):
     small chunks are fetched with one request and split on the worker.
     """
 
-    def _dask_array(self):
+    def _dask_array(self, wanted=None):
         import dask.array as da
         from dask.base import tokenize
 
         from ..distributed._array_tasks import array_graph
 
         structure = self.structure()
-        name = "tiled-core-read-" + tokenize(self.uri, structure.to_json())
-        graph = array_graph(name, self._context.session_handle, self._path, structure.chunks, structure.dtype)
+        name = "tiled-core-read-" + tokenize(self.uri, structure.to_json(), wanted)
+        graph = array_graph(name, self._context.session_handle, self._path, structure.chunks, structure.dtype, wanted)
         return da.Array(graph, name, chunks=structure.chunks, dtype=structure.dtype)
 
     def read(self, slice=None):
         """A dask array of the entire array, or of a selection."""
-        array = self._dask_array()
-        if slice is not None:
-            normalize(slice, self.shape)  # same errors as the numpy client, before any graph is built
-            array = array[slice]
-        return array
+        if slice is None:
+            return self._dask_array()
+        selection = normalize(slice, self.shape)  # same errors as the numpy client, before any graph is built
+        return self._dask_array(_blocks_touched(selection, self.chunks))[slice]
 
     def read_block(self, block, slice=None):
         """A dask array of one block (optionally sliced within it), read by one task."""

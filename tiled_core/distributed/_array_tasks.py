@@ -65,12 +65,15 @@ def _starts(chunks: tuple[tuple[int, ...], ...]) -> list[list[int]]:
     return [list(itertools.accumulate((0,) + c[:-1])) for c in chunks]
 
 
-def plan_groups(chunks: tuple[tuple[int, ...], ...], itemsize: int, *, target: int = GROUP_BYTES) -> tuple[int | None, list[list[tuple[int, ...]]]]:
+def plan_groups(chunks: tuple[tuple[int, ...], ...], itemsize: int, *, target: int = GROUP_BYTES,
+                wanted: tuple[set[int], ...] | None = None) -> tuple[int | None, list[list[tuple[int, ...]]]]:
     """Block indices grouped along the outermost axis with several chunks: ``(axis, groups)``.
 
     A group holds neighbouring blocks whose bytes add up to at most ``target``
     (lowered for small arrays so that there are at least ``MIN_TASKS`` groups);
-    blocks of ``target / 2`` or more stay alone.
+    blocks of ``target / 2`` or more stay alone. With ``wanted`` (block indices
+    per axis that a selection touches) only wanted blocks are grouped, so a
+    small selection never pulls in its neighbours' bytes.
     """
     indices = list(itertools.product(*(range(len(c)) for c in chunks)))
     axis = next((a for a, c in enumerate(chunks) if len(c) > 1), None)
@@ -86,12 +89,19 @@ def plan_groups(chunks: tuple[tuple[int, ...], ...], itemsize: int, *, target: i
         for i in range(len(chunks[axis])):
             index = rest[:axis] + (i,) + rest[axis:]
             nbytes = math.prod(chunks[a][index[a]] for a in range(len(chunks))) * itemsize
+            if wanted is not None and not all(index[a] in wanted[a] for a in range(len(chunks))):
+                if current:
+                    groups.append(current)
+                    current, size = [], 0
+                groups.append([index])
+                continue
             if current and (size + nbytes > limit or nbytes * 2 >= target):
                 groups.append(current)
                 current, size = [], 0
             current.append(index)
             size += nbytes
-        groups.append(current)
+        if current:
+            groups.append(current)
     return axis, groups
 
 
@@ -103,11 +113,15 @@ def _full_route(path: tuple[str, ...]) -> str:
     return "array/full/" + "/".join(path)
 
 
-def array_graph(name: str, handle: SessionHandle, path: tuple[str, ...], chunks, dtype: np.dtype) -> dict[Any, Any]:
-    """The graph of a dask array named ``name`` with the server's ``chunks``, reading groups of small chunks."""
+def array_graph(name: str, handle: SessionHandle, path: tuple[str, ...], chunks, dtype: np.dtype,
+                wanted: tuple[set[int], ...] | None = None) -> dict[Any, Any]:
+    """The graph of a dask array named ``name`` with the server's ``chunks``, reading groups of small chunks.
+
+    ``wanted``: see :func:`plan_groups` (the blocks a selection will keep).
+    """
     dtype = np.dtype(dtype)
     starts = _starts(chunks)
-    axis, groups = plan_groups(chunks, dtype.itemsize)
+    axis, groups = plan_groups(chunks, dtype.itemsize, wanted=wanted)
     graph: dict[Any, Any] = {}
     for number, group in enumerate(groups):
         first, last = group[0], group[-1]
