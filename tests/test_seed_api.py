@@ -13,12 +13,7 @@ SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "python-client-
 
 # Names the open issues still owe (issue numbers in the tracker). This list must
 # shrink as they land: the test fails if a name here starts to resolve.
-PENDING = {
-    # issue 3: tables, sparse, awkward, xarray
-    # issue 4: the rest of the write path
-    # issue 6: copy
-    "tiled.client.sync.copy",
-}
+PENDING: set[str] = set()
 
 
 def seed_names() -> list[str]:
