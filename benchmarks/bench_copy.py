@@ -175,7 +175,7 @@ def run_cases(bench: Bench, contenders: list[str], repeat: int) -> dict:
     return cases
 
 
-LABELS = {"big": "256 MiB array, 64 chunks", "many": "container of {n} small nodes"}
+LABELS = {"big": "{mib} MiB array, {blocks} chunks", "many": "container of {n} small nodes"}
 NAMES = {"tiled_core": "tiled_core", "tiled_core_unordered": "tiled_core, preserve_order=False",
          "tiled_core_dask": "tiled_core, 2-worker LocalCluster", "reference": "reference"}
 
@@ -191,7 +191,7 @@ def report(results: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for case in ("big", "many"):
-        label = LABELS[case].format(n=config["n_nodes"])
+        label = LABELS[case].format(n=config["n_nodes"], mib=config["nbytes"] // MiB, blocks=config["blocks"])
         for contender in config["contenders"]:
             r = cases[case][contender]
             target = ""

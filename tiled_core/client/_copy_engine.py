@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import queue
 import time
 import warnings
@@ -38,26 +37,30 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..distributed._transfers import TRANSFERS, Unit, transfer_for
+from ..distributed._transfers import TRANSFERS, Unit
 from ..transport import Conflict, NotFound
-from ._array_io import regular_chunks
-from ._conflict import INCOMPLETE_SPEC, clear_mark, same_structure
+from ._conflict import INCOMPLETE_SPEC, clear_mark
+from ._copy_plan import (
+    CHECKPOINT_PREFIX,
+    CopyNode,
+    classify,
+    create_body,
+    existing_action,
+    family_of,
+    needs_own_mark,
+    source_listing,
+    transfer_key,
+    units_stored,
+)
 from ._progress import CopyProgress, CopySummary
-from ._upload import _regular
 
-__all__ = ["CopyEngine", "Options"]
+__all__ = ["CopyEngine", "Options", "source_listing"]
 
 MiB = 1 << 20
 PAGE = 300  # source children listed per metadata job (the server's largest page)
 MAX_OPEN = 256  # data nodes created but not complete: how far creation may run ahead of the data
 UNKNOWN_UNIT_BYTES = 8 * MiB  # budget charged for a unit of unknown size (table partition, zip)
-SMALL_NODE_BYTES = 4 * MiB  # a one-request node this small is re-sent on resume rather than marked
 CHECKPOINT_SECONDS = 10.0  # how often a marked node's mark records how many of its units are stored
-_UNITS_DONE = "units:"  # the mark's version: "units:<k>" = units 0..k-1 are stored
-MAX_SPECS = 20  # the server's limit; a node already at it cannot carry the mark
-# Source listings: data nodes' structures come with their data sources; containers' structures
-# (a count of *their* children, costly for the server) are not needed.
-SOURCE_FIELDS = ("metadata", "structure_family", "specs", "sorting")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,89 +70,6 @@ class Options:
     max_memory: int
     external: str
     preserve_order: bool = True
-
-
-@dataclasses.dataclass(eq=False)
-class _Node:
-    """One source node on its way to one destination path."""
-
-    parent: "_Node | None"
-    dest_path: tuple[str, ...]
-    item: dict | None  # the source resource, with data sources (None for the top of the copy)
-    family: str = "container"
-    transfer: str | None = None  # key into TRANSFERS
-    register: bool = False  # copied as a registration of the same external assets
-    marked: bool = False  # carries the incomplete mark at the destination
-    recreate: bool = False  # delete the destination node before creating it
-    counted: bool = False  # created or completed by this run (summary.nodes)
-    failed: bool = False
-    listing: Iterator | None = None  # source children still to list (containers)
-    existing: dict | None = None  # destination children found before this run (containers)
-    dest_structure: dict | None = None
-    units: Iterator[tuple[int, Unit]] | None = None  # (ordinal, unit)
-    peeked: tuple[int, Unit] | None = None
-    resume_from: int = 0  # units stored before this run (from the mark's checkpoint)
-    stored: int = 0  # units 0..stored-1 are stored
-    stored_above: set = dataclasses.field(default_factory=set)  # stored ordinals past a gap
-    checkpointed: int = 0  # what the mark says
-    checkpoint_time: float = 0.0
-    checkpointing: bool = False
-    finish_waiting: bool = False
-    pending: int = 0  # containers: children not complete; data nodes: units in flight
-    issued: bool = False  # containers: listing exhausted; data nodes: every unit handed out
-    to_create: deque = dataclasses.field(default_factory=deque)  # containers: children waiting to be created
-    creating: int = 0  # containers: creates of children in flight
-    waiting: bool = False  # containers: in the engine's queue of parents with creates to send
-
-    @property
-    def text(self) -> str:
-        return "/".join(self.dest_path)
-
-    @property
-    def source_path(self) -> tuple[str, ...]:
-        attributes = self.item["attributes"]
-        return tuple(a for a in (attributes.get("ancestors") or []) if a) + (self.item["id"],)
-
-    @property
-    def source_structure(self) -> Any:
-        sources = self.item["attributes"].get("data_sources") or []
-        return sources[0]["structure"] if sources else self.item["attributes"].get("structure")
-
-    @property
-    def specs(self) -> list[dict]:
-        return [s for s in (self.item["attributes"].get("specs") or []) if s["name"] != INCOMPLETE_SPEC]
-
-
-def source_listing(context, item: dict, container=None) -> Iterator[tuple[str, dict]]:
-    """``(key, item with data sources)`` for each child of the source container ``item`` (or ``container``)."""
-    from .container import Container
-
-    if container is None:
-        container = Container(context, item=item, structure_clients="numpy")
-    container = container.new_variation(include_data_sources=True)
-    return ((key, child.item) for key, child in container._iterate(0, None, 1, None, fields=SOURCE_FIELDS))
-
-
-def _units_stored(client) -> int:
-    """How many units the mark of ``client`` (an interrupted node) says are stored."""
-    for spec in client.specs:
-        if spec.name == INCOMPLETE_SPEC and (spec.version or "").startswith(_UNITS_DONE):
-            try:
-                return max(0, int(spec.version[len(_UNITS_DONE):]))
-            except ValueError:
-                return 0
-    return 0
-
-
-def _family(item: dict) -> str:
-    family = item["attributes"]["structure_family"]
-    return getattr(family, "value", family)
-
-
-def _array_nbytes(structure: dict) -> int:
-    from ..structures import ArrayStructure
-
-    return ArrayStructure.from_json(structure).nbytes
 
 
 _EXISTS = object()  # a create answered 409 while skipping: someone made the node meanwhile
@@ -173,24 +93,24 @@ class CopyEngine:
         self._data_busy = 0
         self._data_bytes = 0
         self._finishes: deque = deque()  # nodes to finish, and (node, units stored) checkpoints
-        self._creators: deque[_Node] = deque()  # parents with children to create
+        self._creators: deque[CopyNode] = deque()  # parents with children to create
         self._queued_creates = 0
-        self._listings: deque[tuple[_Node, str]] = deque()
-        self._open: deque[_Node] = deque()
+        self._listings: deque[tuple[CopyNode, str]] = deque()
+        self._open: deque[CopyNode] = deque()
         self._open_count = 0
         self._exclusive_busy = 0
         self._found_nodes = 0
         self._found_bytes = 0
-        self._error: tuple[_Node, BaseException] | None = None
+        self._error: tuple[CopyNode, BaseException] | None = None
         self._started = time.monotonic()
         self._last_path = ""
-        self._root: _Node | None = None
+        self._root: CopyNode | None = None
         self._root_done = False
 
     # -- entry points ------------------------------------------------------------
     def copy_children(self, dest_path: tuple[str, ...], listing: Iterator[tuple[str, dict]]) -> CopySummary:
         """Copy each ``(key, source item)`` of ``listing`` under the existing container at ``dest_path``."""
-        root = self._root = _Node(None, dest_path, None, listing=listing)
+        root = self._root = CopyNode(None, dest_path, None, listing=listing)
         if self._options.on_conflict == "error":
             root.existing = {}  # not listed: the server's 409 on create reports clashes
             self._listings.append((root, "source"))
@@ -200,13 +120,13 @@ class CopyEngine:
 
     def copy_data(self, source_item: dict, dest_item: dict) -> CopySummary:
         """Copy one data node's data into an existing destination node of the same structure (no marks)."""
-        family = _family(source_item)
-        node = _Node(None, tuple(self._dest_path_of(dest_item)), source_item, family=family)
-        node.transfer = self._transfer_key(node)
+        family = family_of(source_item)
+        node = CopyNode(None, tuple(self._dest_path_of(dest_item)), source_item, family=family)
+        node.transfer = transfer_key(node)
         node.dest_structure = dest_item["attributes"]["structure"]
         node.counted = True
         self._root = node
-        self._found(node)
+        self._found_nodes += 1
         self._open_units(node)
         return self._run()
 
@@ -248,7 +168,7 @@ class CopyEngine:
             self._reporter.close()
         return self._summary
 
-    def _submit_meta(self, function, node: _Node, handler) -> None:
+    def _submit_meta(self, function, node: CopyNode, handler) -> None:
         self._meta_busy += 1
         future = self._meta.submit(function, node)
         future.add_done_callback(lambda f: self._done_events.put(("meta", node, handler, f, 0)))
@@ -286,28 +206,28 @@ class CopyEngine:
                 break
 
     @staticmethod
-    def _exclusive(node: _Node) -> bool:
+    def _exclusive(node: CopyNode) -> bool:
         return node.transfer is not None and TRANSFERS[node.transfer].exclusive
 
-    def _may_create(self, node: _Node) -> bool:
+    def _may_create(self, node: CopyNode) -> bool:
         if node.family != "container" and self._open_count >= MAX_OPEN:
             return False  # creation waits for data to catch up
         # Creating SQL-backed storage is one more write to the server's SQL store: one at a time.
         return not (self._exclusive(node) and self._exclusive_busy)
 
-    def _queue_create(self, node: _Node) -> None:
+    def _queue_create(self, node: CopyNode) -> None:
         parent = node.parent
         parent.to_create.append(node)
         self._queued_creates += 1
         self._wake(parent)
 
-    def _wake(self, parent: _Node) -> None:
+    def _wake(self, parent: CopyNode) -> None:
         # With preserve_order, a parent has one create in flight at a time: children keep the source's order.
         if parent.to_create and not parent.waiting and not (self._options.preserve_order and parent.creating):
             parent.waiting = True
             self._creators.append(parent)
 
-    def _next_create(self) -> _Node:
+    def _next_create(self) -> CopyNode:
         parent = self._creators.popleft()
         parent.waiting = False
         node = parent.to_create.popleft()
@@ -316,9 +236,9 @@ class CopyEngine:
         self._wake(parent)
         return node
 
-    def _take_units(self) -> tuple[list[tuple[_Node, int, Unit]], int]:
+    def _take_units(self) -> tuple[list[tuple[CopyNode, int, Unit]], int]:
         """The next data job: units from the open nodes, oldest node first, within the budgets."""
-        items: list[tuple[_Node, int, Unit]] = []
+        items: list[tuple[CopyNode, int, Unit]] = []
         cost = 0
         position = 0
         while position < len(self._open):
@@ -348,7 +268,7 @@ class CopyEngine:
         return items, cost
 
     # -- metadata jobs (pool threads) -------------------------------------------------
-    def _op_list_dest(self, node: _Node) -> dict[str, Any]:
+    def _op_list_dest(self, node: CopyNode) -> dict[str, Any]:
         from .container import Container
 
         item = {"id": node.dest_path[-1] if node.dest_path else "",
@@ -358,7 +278,7 @@ class CopyEngine:
         # Clients, not items: a structure is fetched (a page at a time) only if a decision needs it.
         return dict(container._iterate(0, None, 1, None))
 
-    def _op_list_source(self, node: _Node) -> tuple[list[tuple[str, dict]], bool]:
+    def _op_list_source(self, node: CopyNode) -> tuple[list[tuple[str, dict]], bool]:
         page = []
         for entry in node.listing:
             page.append(entry)
@@ -366,7 +286,7 @@ class CopyEngine:
                 return page, False
         return page, True
 
-    def _op_create(self, node: _Node) -> Any:
+    def _op_create(self, node: CopyNode) -> Any:
         path = "/".join(node.dest_path)
         if node.recreate:
             try:
@@ -374,7 +294,7 @@ class CopyEngine:
             except NotFound:
                 pass
         parent = "/".join(node.dest_path[:-1])
-        body = self._create_body(node)
+        body = create_body(node)
         route = "register" if node.register else "metadata"
         try:
             return self._dest.send("POST", f"{route}/{parent}", json=body)
@@ -386,20 +306,20 @@ class CopyEngine:
                 ) from None
             return _EXISTS  # created meanwhile by someone else: left alone, as the reference client does
 
-    def _op_finish(self, node: _Node) -> None:
+    def _op_finish(self, node: CopyNode) -> None:
         clear_mark(self._dest, node.dest_path, node.specs if node.item is not None else [])
 
     def _op_checkpoint(self, payload) -> None:
         node, stored = payload
-        mark = {"name": INCOMPLETE_SPEC, "version": f"{_UNITS_DONE}{stored}"}
+        mark = {"name": INCOMPLETE_SPEC, "version": f"{CHECKPOINT_PREFIX}{stored}"}
         clear_mark(self._dest, node.dest_path, node.specs + [mark])
 
     # -- handlers (loop thread) ----------------------------------------------------------
-    def _on_dest_listed(self, node: _Node, existing: dict[str, dict]) -> None:
+    def _on_dest_listed(self, node: CopyNode, existing: dict[str, dict]) -> None:
         node.existing = existing
         self._listings.append((node, "source"))
 
-    def _on_source_listed(self, node: _Node, result) -> None:
+    def _on_source_listed(self, node: CopyNode, result) -> None:
         page, exhausted = result
         for key, item in page:
             self._admit(node, key, item)
@@ -409,7 +329,7 @@ class CopyEngine:
         else:
             self._listings.append((node, "source"))
 
-    def _on_created(self, node: _Node, reply: Any) -> None:
+    def _on_created(self, node: CopyNode, reply: Any) -> None:
         self._exclusive_busy -= self._exclusive(node)
         node.parent.creating -= 1
         self._wake(node.parent)
@@ -419,17 +339,17 @@ class CopyEngine:
         node.counted = True
         if node.family == "container":
             node.existing = {}
-            node.listing = self._children_of(node)
+            node.listing = source_listing(self._source_context, node.item)
             self._listings.append((node, "source"))
         elif node.register:
             self._complete(node)
         else:
             created = reply.get("data", reply) if isinstance(reply, dict) else {}
             sources = created.get("data_sources") or []
-            node.dest_structure = sources[0]["structure"] if sources else self._create_body(node)["data_sources"][0]["structure"]
+            node.dest_structure = sources[0]["structure"] if sources else create_body(node)["data_sources"][0]["structure"]
             self._open_units(node)
 
-    def _on_moved(self, items: list[tuple[_Node, int, Unit]], moved: list[int]) -> None:
+    def _on_moved(self, items: list[tuple[CopyNode, int, Unit]], moved: list[int]) -> None:
         for (node, ordinal, unit), nbytes in zip(items, moved):
             self._exclusive_busy -= TRANSFERS[node.transfer].exclusive
             self._summary.bytes += nbytes
@@ -439,7 +359,7 @@ class CopyEngine:
             self._check_data_done(node)
         self._report()
 
-    def _stored(self, node: _Node, ordinal: int) -> None:
+    def _stored(self, node: CopyNode, ordinal: int) -> None:
         """Count unit ``ordinal`` as stored; now and then record the stored prefix in the node's mark."""
         node.stored_above.add(ordinal)
         while node.stored in node.stored_above:
@@ -459,141 +379,50 @@ class CopyEngine:
             node.finish_waiting = False
             self._finishes.append(node)
 
-    def _on_finished(self, node: _Node, _result) -> None:
+    def _on_finished(self, node: CopyNode, _result) -> None:
         node.marked = False
         self._complete(node)
 
     # -- deciding -------------------------------------------------------------------------
-    def _admit(self, parent: _Node, key: str, item: dict) -> None:
-        family = _family(item)
-        node = _Node(parent, parent.dest_path + (key,), item, family=family)
+    def _admit(self, parent: CopyNode, key: str, item: dict) -> None:
+        node = CopyNode(parent, parent.dest_path + (key,), item, family=family_of(item))
         parent.pending += 1
-        self._found(node)
+        self._found_nodes += 1
         try:
-            self._classify(node)
+            classify(node, self._options.external)
         except (ValueError, NotImplementedError) as error:
             self._fail(node, error)
             return
         existing = parent.existing.get(key) if parent.existing is not None else None
         if existing is None:
             self._plan_create(node)
-        else:
-            self._plan_existing(node, existing)
-
-    def _classify(self, node: _Node) -> None:
-        """Decide how ``node`` is copied: container, registration, or data through a TRANSFERS entry."""
-        if node.family == "container":
             return
-        sources = node.item["attributes"].get("data_sources")
-        if sources is None:
-            raise ValueError(f"/{node.text}: the source listing has no data sources (include_data_sources)")
-        if len(sources) != 1:
-            raise NotImplementedError(f"/{node.text} has {len(sources)} data sources; only one is supported")
-        if sources[0]["management"] == "external" and self._options.external == "register":
-            node.register = True
-            return
-        node.transfer = self._transfer_key(node)
-
-    def _transfer_key(self, node: _Node) -> str:
-        sources = node.item["attributes"].get("data_sources") or [{}]
-        key = transfer_for(node.family, sources[0].get("mimetype"))
-        if key is None:
-            raise NotImplementedError(f"/{node.text}: copying {node.family} data is not supported")
-        return key
-
-    def _plan_create(self, node: _Node) -> None:
-        covered = node.parent is not None and node.parent.marked
-        if node.family == "container":
-            node.marked = True  # whether it will get children is not known yet
-        elif not node.register:
-            transfer = TRANSFERS[node.transfer]
-            small = self._units_hint(node) <= 1 and self._nbytes_hint(node) <= SMALL_NODE_BYTES
-            node.marked = not (covered and small and transfer.idempotent)
-        if node.marked and len(node.specs) >= MAX_SPECS:
-            node.marked = False  # no room for the mark: the node relies on its parent's
-        self._queue_create(node)
-
-    def _plan_existing(self, node: _Node, existing) -> None:
-        """``on_conflict`` is skip or warn here: keep what can be trusted, finish what cannot."""
+        action = existing_action(node, existing)  # on_conflict is "skip" or "warn" here
         marked = any(spec.name == INCOMPLETE_SPEC for spec in existing.specs)
-        same_family = existing.structure_family == node.family
-        if node.family == "container":
-            if same_family:
-                node.marked = marked
-                node.counted = marked  # a container this run completes counts as copied
-                if not marked:
-                    self._note_skipped(node)  # complete: kept as it is (its children are still looked at)
-                node.listing = self._children_of(node)
-                self._listings.append((node, "dest"))
-                return
-            self._skip(node)
-            return
-        covered = node.parent is not None and node.parent.marked
-        if not (marked or covered) or node.register:
-            self._skip(node)
-            return
-        reusable = (same_family and TRANSFERS[node.transfer].idempotent
-                    and same_structure(node.family, node.source_structure, existing.item["attributes"].get("structure")))
-        if reusable:
-            node.marked = marked
-            node.counted = True
+        if action == "descend":
+            node.marked = node.counted = marked  # a container this run completes counts as copied
+            if not marked:
+                self._note_skipped(node)  # complete: kept as it is (its children are still looked at)
+            node.listing = source_listing(self._source_context, node.item)
+            self._listings.append((node, "dest"))
+        elif action == "resume":
+            node.marked, node.counted = marked, True
             node.dest_structure = existing.item["attributes"]["structure"]
-            node.resume_from = _units_stored(existing) if marked else 0
+            node.resume_from = units_stored(existing) if marked else 0
             self._open_units(node)
-        elif marked:
+        elif action == "recreate":
             node.recreate = True  # ours, unfinished, and not completable in place
             self._plan_create(node)
         else:
             self._skip(node)
 
-    def _units_hint(self, node: _Node) -> int:
-        structure = node.source_structure or {}
-        if "chunks" in structure:
-            return math.prod(len(c) for c in structure["chunks"] if c)
-        return int(structure.get("npartitions") or 1)
-
-    def _nbytes_hint(self, node: _Node) -> int:
-        return _array_nbytes(node.source_structure) if node.family == "array" else 0
-
-    # -- building -------------------------------------------------------------------------
-    def _create_body(self, node: _Node) -> dict:
-        attributes = node.item["attributes"]
-        specs = node.specs + ([{"name": INCOMPLETE_SPEC, "version": None}] if node.marked else [])
-        body = {"id": node.dest_path[-1], "structure_family": node.family, "metadata": attributes.get("metadata") or {},
-                "specs": specs, "data_sources": []}
-        if node.family != "container":
-            body["data_sources"] = [self._data_source(node)]
-        return body
-
-    def _data_source(self, node: _Node) -> dict:
-        source = node.item["attributes"]["data_sources"][0]
-        if node.register:
-            return {**source, "id": None}
-        external = source["management"] == "external"
-        structure = source["structure"]
-        if node.family == "array" and not _regular(structure["chunks"]):
-            # Zarr storage needs regular chunks; blocks are then read from the source by region.
-            from ..structures import ArrayStructure
-
-            array = ArrayStructure.from_json(structure)
-            structure = {**structure, "chunks": [list(c) for c in regular_chunks(array.shape, array.dtype.itemsize)]}
-        return {
-            "structure_family": source["structure_family"],
-            "structure": structure,
-            "mimetype": None if external else source["mimetype"],  # the same kind of storage, if not external
-            "parameters": {},
-            "properties": {},
-            "assets": [],
-            "management": "writable" if external else source["management"],
-            "id": None,
-        }
-
-    def _children_of(self, node: _Node) -> Iterator[tuple[str, dict]]:
-        return source_listing(self._source_context, node.item)
+    def _plan_create(self, node: CopyNode) -> None:
+        node.marked = needs_own_mark(node)
+        self._queue_create(node)
 
     # -- completion ----------------------------------------------------------------------
-    def _open_units(self, node: _Node) -> None:
-        self._found_bytes += self._nbytes_hint(node)  # the bar's total grows as data nodes open
+    def _open_units(self, node: CopyNode) -> None:
+        self._found_bytes += node.nbytes_hint()  # the bar's total grows as data nodes open
         units = TRANSFERS[node.transfer].units(node.source_structure, node.dest_structure)
         # Units a checkpoint says are stored are not sent again; the rest are numbered on.
         start = node.stored = node.checkpointed = node.resume_from
@@ -602,16 +431,16 @@ class CopyEngine:
         self._open.append(node)
         self._open_count += 1
 
-    def _check_data_done(self, node: _Node) -> None:
+    def _check_data_done(self, node: CopyNode) -> None:
         if node.issued and node.pending == 0 and not node.failed:
             self._open_count -= 1
             self._finish_or_complete(node)
 
-    def _check_container_done(self, node: _Node) -> None:
+    def _check_container_done(self, node: CopyNode) -> None:
         if node.issued and node.pending == 0 and not node.failed:
             self._finish_or_complete(node)
 
-    def _finish_or_complete(self, node: _Node) -> None:
+    def _finish_or_complete(self, node: CopyNode) -> None:
         if node.checkpointing:
             node.finish_waiting = True  # clear the mark only after the checkpoint in flight has landed
         elif node.marked:
@@ -619,7 +448,7 @@ class CopyEngine:
         else:
             self._complete(node)
 
-    def _complete(self, node: _Node) -> None:
+    def _complete(self, node: CopyNode) -> None:
         if node.counted:
             self._summary.nodes += 1
         self._last_path = node.text
@@ -631,16 +460,16 @@ class CopyEngine:
             parent.pending -= 1
             self._check_container_done(parent)
 
-    def _skip(self, node: _Node) -> None:
+    def _skip(self, node: CopyNode) -> None:
         self._note_skipped(node)
         self._complete(node)
 
-    def _note_skipped(self, node: _Node) -> None:
+    def _note_skipped(self, node: CopyNode) -> None:
         self._summary.skipped += 1
         if self._options.on_conflict == "warn":
             warnings.warn(f"Skipped existing entry /{node.text}", stacklevel=2)
 
-    def _fail(self, node: _Node, error: BaseException) -> None:
+    def _fail(self, node: CopyNode, error: BaseException) -> None:
         if node.failed:
             return
         node.failed = True
@@ -650,11 +479,8 @@ class CopyEngine:
             self._error = (node, error)
 
     @property
-    def error(self) -> tuple[_Node, BaseException] | None:
+    def error(self) -> tuple[CopyNode, BaseException] | None:
         return self._error
-
-    def _found(self, node: _Node) -> None:
-        self._found_nodes += 1
 
     def _report(self, final: bool = False) -> None:
         s = self._summary

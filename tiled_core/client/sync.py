@@ -76,13 +76,19 @@ def copy(
     before any request.
     """
     options = _check_options(on_conflict, concurrency, create_concurrency, max_memory, external, preserve_order)
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be None, a bool or a callable, not {type(progress).__name__}")
     if not isinstance(dest, BaseClient):
         raise TypeError(f"dest must be a tiled_core client, not {type(dest).__name__}")
     source_context, listing, data_item = _source_plan(source, dest)
     if data_item is not None:
         _check_data_target(data_item, dest)
     runner = _runner(dask_client, source_context, dest.context, concurrency)
-    reporter = make_reporter(progress)
+    try:
+        reporter = make_reporter(progress)
+    except BaseException:
+        runner.close()
+        raise
     engine = CopyEngine(source_context, dest.context, runner, reporter, options)
     if data_item is not None:
         summary = engine.copy_data(data_item, dest.item)
@@ -123,7 +129,7 @@ def _source_plan(source, dest) -> tuple[Any, Iterator | None, dict | None]:
         _require_container(dest)
         if not isinstance(source, Container):
             source = Container(source.context, item=source.item, structure_clients="numpy")
-        return source.context, source_listing(source.context, source.item, source), None
+        return source.context, source_listing(source.context, None, source), None
     if isinstance(source, collections.abc.Mapping):
         pairs = list(source.items())
     elif isinstance(source, collections.abc.Iterable) and not isinstance(source, (str, bytes)):

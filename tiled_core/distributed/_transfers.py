@@ -94,7 +94,7 @@ def _blocks(source: dict, dest: dict) -> Iterator[Unit]:
 
 
 def _partitions(source: dict, dest: dict) -> Iterator[Unit]:
-    for partition in range(int(dest.get("npartitions") or 1)):
+    for partition in range(int(dest.get("npartitions", 1))):
         yield Unit(partition)
 
 
