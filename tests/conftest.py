@@ -33,9 +33,13 @@ def second_server():
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client():
-    """A real distributed.LocalCluster: 2 worker processes, 2 threads each (started when asked for)."""
+    """A real distributed.LocalCluster: 2 worker processes, 2 threads each (started when asked for).
+
+    Module-scoped: while it lives its Client is dask's default scheduler, and
+    later modules' plain ``.compute()`` calls must not land on it.
+    """
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
