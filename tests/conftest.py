@@ -33,17 +33,18 @@ def second_server():
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dask_client():
     """A real distributed.LocalCluster: 2 worker processes, 2 threads each (started when asked for).
 
-    Module-scoped: while it lives its Client is dask's default scheduler, and
-    later modules' plain ``.compute()`` calls must not land on it.
+    Not dask's default scheduler (``set_as_default=False``): tests send work to
+    it explicitly (``dask_client.compute``), and other modules' plain
+    ``.compute()`` calls stay on their own threads.
     """
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
-                      silence_logs=40) as cluster, Client(cluster) as client:
+                      silence_logs=40) as cluster, Client(cluster, set_as_default=False) as client:
         yield client
 
 
