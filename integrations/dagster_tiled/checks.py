@@ -34,7 +34,7 @@ def node_problems(
     ``shape`` may hold ``None`` for "any length"; ``columns`` must all be
     present (others may be too); ``metadata_keys`` are dotted paths.
     """
-    from tiled_core.client._conflict import is_incomplete
+    from tiled_core.client.conflict import is_incomplete
 
     problems = ["incomplete: its write was interrupted"] if is_incomplete(node) else []
     if family is not None and node.structure_family != family:

@@ -146,7 +146,7 @@ class TiledIOManager(ConfigurableIOManager):
 
     def _load(self, parts: Sequence[str], handler: Handler | None) -> Any:
         from tiled_core.client import from_context
-        from tiled_core.client._conflict import is_incomplete
+        from tiled_core.client.conflict import is_incomplete
 
         lazy = handler.lazy if handler is not None else self.tiled.structure_clients == "dask"
         context = self.tiled.get_client().context

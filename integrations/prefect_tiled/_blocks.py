@@ -4,9 +4,7 @@ A spec carries a ``SessionHandle`` (server URL plus a credential *source*,
 never the key), node paths, a block index, its shape and dtypes. On a Dask
 worker process the handle reopens one Session per process from the source.
 
-The block I/O helpers come from tiled_core's array internals (same
-distribution); they are gathered here so there is one place to switch when
-tiled_core.distributed offers them publicly.
+The block I/O itself is tiled_core's (``tiled_core.client.blocks``).
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tiled_core.client._array_io import block_slices, put_block, read_block_into
+from tiled_core.client.blocks import block_slices, put_block, read_block_into
 from tiled_core.distributed import EnvVarCredential, SessionHandle
 
 __all__ = ["MapBlockSpec", "MapPlan", "plan", "session_handle", "empty_array_source"]
@@ -89,7 +87,7 @@ def empty_array_source(shape, chunks, dtype, dims=None) -> dict:
     """The data source document of a new, not yet written array node."""
     import dask.array as da
 
-    from tiled_core.client._upload import array_data_source
+    from tiled_core.client.blocks import array_data_source
 
     _, source = array_data_source(da.empty(shape, chunks=chunks, dtype=dtype), dims=dims)
     return source

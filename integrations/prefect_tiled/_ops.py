@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect.logging import get_run_logger
 
-from tiled_core.client._conflict import check_on_conflict
+from tiled_core.client.conflict import check_on_conflict
 
 from . import _writers
 from .credentials import TiledCredentials

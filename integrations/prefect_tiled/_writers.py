@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tiled_core.client._conflict import check_on_conflict
+from tiled_core.client.conflict import check_on_conflict
 
 __all__ = ["Writer", "WRITERS", "writer_for", "write"]
 
@@ -95,7 +95,7 @@ def _target(parent, writer: Writer) -> Callable:
 def write(parent, key: str, data: Any, *, metadata: dict | None, specs: list | None, on_conflict: str):
     """Write ``data`` as child ``key`` of container ``parent``; returns the new (or kept) node client.
 
-    ``on_conflict`` is tiled_core's (see ``tiled_core.client._conflict``): "skip"
+    ``on_conflict`` is tiled_core's (see ``tiled_core.client.conflict``): "skip"
     keeps a complete node and finishes an interrupted one; "replace" writes anew.
     """
     check_on_conflict(on_conflict)

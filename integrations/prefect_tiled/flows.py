@@ -29,7 +29,7 @@ from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 
-from tiled_core.client._conflict import begin_write, check_on_conflict, finish_write
+from tiled_core.client.conflict import begin_write, check_on_conflict, finish_write
 
 from . import _blocks, _ops
 from .artifacts import publish_writes

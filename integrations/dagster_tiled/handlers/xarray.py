@@ -19,7 +19,7 @@ class XarrayHandler(Handler):
     spec = "xarray_dataset"
 
     def write(self, parent, key, obj, metadata):
-        from tiled_core.client._conflict import INCOMPLETE_SPEC, finish_write
+        from tiled_core.client.conflict import INCOMPLETE_SPEC, finish_write
         from tiled_core.client.xarray import write_xarray_dataset
 
         # The dataset's container is made first, with our metadata and marked incomplete;
