@@ -208,8 +208,6 @@ def main(argv=None) -> None:
     parser.set_defaults(repeat=1)
     parser.add_argument("--no-dask", action="store_true", help="skip the LocalCluster copies")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
     if args.quick:
         shape, chunks, n_nodes = (1024, 4096), (128, 512), 200
     else:

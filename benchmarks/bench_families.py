@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -30,7 +29,7 @@ import time
 import awkward as ak
 import numpy as np
 
-from bench_foundation import compare, footer, log, publish
+from bench_foundation import compare, footer, log, make_parser, publish
 from tiled_core.client import from_uri as core_from_uri
 from tiled_core.server import LocalTiledServer
 from tiled_core.structures import BuiltinDtype, SparseStructure
@@ -149,13 +148,7 @@ def report(results: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and client (median reported)")
-    parser.add_argument("--quick", action="store_true", help="small sizes (200k sparse values, 100k records)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    args = make_parser(__doc__, quick="200k sparse values, 100k records").parse_args(argv)
     nnz, rows = (200_000, 100_000) if args.quick else (1_000_000, 300_000)
     start = time.perf_counter()
     results: dict = {

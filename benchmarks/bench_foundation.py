@@ -445,10 +445,18 @@ def publish(results: dict, text: str, json_path: str | None) -> None:
     save_json(results, json_path)
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def make_parser(description: str, *, repeat: int = 5, quick: str = "16 MiB array, 200 entries") -> argparse.ArgumentParser:
     """The options every benchmark here takes: --repeat, --quick, --json."""
     parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=repeat, help="timed runs per case and client (median reported)")
+    parser.add_argument("--repeat", type=_at_least_one, default=repeat,
+                        help="timed runs per case and client (median reported)")
     parser.add_argument("--quick", action="store_true", help=f"small sizes ({quick})")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     return parser
@@ -460,8 +468,6 @@ def main(argv=None) -> None:
                         help="create the listing nodes with tiled_core over HTTP (about a minute more) "
                              "instead of through tiled's catalog API before the server starts")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
     if shutil.which("curl") is None:
         parser.error("curl is needed for the upper-bound case")
     results = run(args)

@@ -30,7 +30,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import resource
@@ -43,7 +42,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from bench_foundation import compare, footer, log, publish
+from bench_foundation import compare, footer, log, make_parser, publish
 
 from tiled_core.client import from_uri as core_from_uri
 from tiled_core.server import LocalTiledServer
@@ -237,13 +236,7 @@ def report(results: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and client (median reported)")
-    parser.add_argument("--quick", action="store_true", help="200,000 rows instead of 2,000,000")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    args = make_parser(__doc__, quick="200,000 rows instead of 2,000,000").parse_args(argv)
     results = run(args)
     publish(results, report(results), args.json)
 
