@@ -337,3 +337,17 @@ def test_errors_never_contain_the_key_through_every_failure(client, proxy, datas
         for chained in (error.__cause__, error.__context__):
             if chained is not None:
                 _no_secret(chained, key)
+
+
+def test_a_closed_client_says_so_instead_of_reconnecting(tiled_server):
+    """After ``context.close()`` nothing is sent: the bulk path would otherwise open fresh sockets."""
+    from tiled_core.transport import ClientClosed
+
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    node = client.write_array(np.arange(4), key=f"closed-{uuid.uuid4().hex[:8]}")
+    client.context.close()
+    before = client.context.session.request_count
+    for action in (node.read, lambda: node.read_block((0,)), lambda: list(client), lambda: client.create_container("x")):
+        with pytest.raises(ClientClosed, match="closed"):
+            action()
+    assert client.context.session.request_count == before

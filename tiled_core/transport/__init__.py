@@ -5,6 +5,7 @@ from ._cache import Cache, CacheWarning
 from ._config import Limits, RetryPolicy, Timeouts
 from ._errors import (
     AuthenticationError,
+    ClientClosed,
     ClientError,
     LoginRequired,
     Conflict,
@@ -27,5 +28,5 @@ __all__ = [
     "FileTokenStore", "cache_directory", "token_file_for", "Limits", "RetryPolicy", "Timeouts", "Session", "Params",
     "TiledError", "TransportError", "ConnectionFailed", "RequestTimeout", "TruncatedResponse",
     "MalformedResponse", "ServerError", "ClientError", "AuthenticationError", "LoginRequired", "PermissionDenied",
-    "NotFound", "NotAcceptable", "Conflict",
+    "NotFound", "NotAcceptable", "Conflict", "ClientClosed",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "NotFound",
     "NotAcceptable",
     "Conflict",
+    "ClientClosed",
     "error_for_status",
 ]
 
@@ -67,6 +68,10 @@ class TruncatedResponse(TransportError):
     def __reduce__(self):
         # Errors cross process boundaries (Dask workers): rebuild from the fields, not the message.
         return (type(self), (self.url, self.expected, self.received), self.__dict__)
+
+
+class ClientClosed(TiledError, RuntimeError):
+    """The client's connections were closed (``context.close()``); it sends nothing more."""
 
 
 class MalformedResponse(TiledError):

@@ -23,6 +23,7 @@ from ._config import Limits, RetryPolicy, Timeouts
 from ._decode import JSON, MSGPACK, decode_document, error_detail
 from ._errors import (
     AuthenticationError,
+    ClientClosed,
     ConnectionFailed,
     MalformedResponse,
     RequestTimeout,
@@ -144,6 +145,7 @@ class Session:
         if cache is not None and not isinstance(cache, Cache):
             raise TypeError(f"cache must be a tiled_core Cache, not {type(cache).__name__}")
         self._base_url = base_url.rstrip("/")
+        self.closed = False
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy.from_env()
@@ -247,6 +249,9 @@ class Session:
     # -- the retry loop ----------------------------------------------------
     def _with_retries(self, method: str, url: str, attempt: Callable[[], T], *, idempotent: bool | None = None) -> T:
         policy = self.retry
+        if self.closed:
+            # The bulk path would quietly open new sockets; say so instead, as httpx does.
+            raise ClientClosed(f"cannot {method} {url}: this client was closed; connect again with from_uri")
         idempotent = method in _IDEMPOTENT if idempotent is None else idempotent
         start = time.monotonic()
         tries = 0
@@ -586,6 +591,7 @@ class Session:
                 raise
 
     def close(self) -> None:
+        self.closed = True
         self._http.close()
         if self._bulk is not None:
             self._bulk.close()
