@@ -138,11 +138,12 @@ class LocalTiledServer:
         return self
 
     def _command(self) -> list[str]:
+        """The ``tiled`` command line's arguments."""
         data = self.directory / "data"
         data.mkdir(exist_ok=True)
         catalog = self.directory / "catalog.db"
         command = [
-            sys.executable, "-m", "tiled", "serve", "catalog", str(catalog),
+            "serve", "catalog", str(catalog),
             "--write", str(data),
             "--write", f"duckdb:///{self.directory / 'data.duckdb'}",
             "--host", "127.0.0.1", "--port", str(self.port),
@@ -168,10 +169,11 @@ class LocalTiledServer:
         self._log_path = self.directory / "server.log"
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self._command(),
+                # The guard stops the server when this process dies without stop(): see _server_guard.
+                [sys.executable, "-m", "tiled_core._server_guard", "tiled", *self._command()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 env=self._environment(),
                 start_new_session=True,  # so stop() can signal the whole group
             )
@@ -215,7 +217,10 @@ class LocalTiledServer:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        process.stdin.close()  # our end of the guard's pipe
+        if process.poll() is not None:
             return
         try:
             os.killpg(process.pid, signal.SIGTERM)
@@ -230,7 +235,10 @@ class LocalTiledServer:
     def kill(self) -> None:
         """Stop the server abruptly (SIGKILL), keeping its directory: a crash."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
+        if process is None:
+            return
+        process.stdin.close()
+        if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
@@ -336,7 +344,7 @@ class ConfiguredTiledServer(LocalTiledServer):
         (self.directory / "data").mkdir(exist_ok=True)
         path = self.directory / "config.yml"
         path.write_text(yaml.safe_dump(_fill_directory(self._config, str(self.directory))))
-        return [sys.executable, "-m", "tiled", "serve", "config", str(path),
+        return ["serve", "config", str(path),
                 "--host", "127.0.0.1", "--port", str(self.port)]
 
     def _environment(self) -> dict[str, str]:

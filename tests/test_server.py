@@ -1,0 +1,40 @@
+"""tiled_core.server: the embedded real server never outlives the process that started it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+START_AND_HANG = (
+    "from tiled_core.server import LocalTiledServer; import time; "
+    "server = LocalTiledServer().start(); print(server.port, server.pid, flush=True); time.sleep(600)"
+)
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_server_stops_when_its_parent_is_killed():
+    """SIGKILL gives the parent no chance to call stop(): the guard's pipe closes and the server exits."""
+    parent = subprocess.Popen([sys.executable, "-c", START_AND_HANG], stdout=subprocess.PIPE, text=True)
+    try:
+        port, pid = map(int, parent.stdout.readline().split())
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        parent.kill()
+        parent.wait()
+        assert _gone(pid, within=30), f"server {pid} outlived its parent"
+    finally:
+        parent.kill()
+        parent.stdout.close()
