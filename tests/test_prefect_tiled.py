@@ -357,7 +357,7 @@ def test_write_node_on_conflict_and_rerun_of_a_failed_write(harness, creds, box,
     from prefect import flow
 
     from prefect_tiled.tasks import write_node
-    from tiled_core.client._conflict import is_incomplete
+    from tiled_core.client.conflict import is_incomplete
     from tiled_core.transport import Conflict
 
     @flow
@@ -499,21 +499,38 @@ def sqrt_where_no_key_was_shipped(block):
     return np.sqrt(block)
 
 
-def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root, tiled_server, monkeypatch):
+def _set_environment(name, value):
+    import os
+
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def test_map_blocks_flow_on_a_two_process_dask_cluster(harness, creds, box, root, tiled_server, monkeypatch,
+                                                       dask_client):
+    """On the session's 2-process LocalCluster (``dask_address``); the sync copy test covers ``workers=2``."""
     import dask.array as da
 
     from prefect_tiled.flows import map_blocks_flow
-    from tiled_core.client._conflict import is_incomplete
+    from tiled_core.client.conflict import is_incomplete
     from tiled_core.transport import Conflict
 
-    monkeypatch.setenv("PREFECT_TILED_TEST_KEY", tiled_server.api_key)  # workers inherit it when spawned
+    # The workers' environment holds the key, as a deployment's would; the flow ships only its name.
+    monkeypatch.setenv("PREFECT_TILED_TEST_KEY", tiled_server.api_key)
+    dask_client.run(_set_environment, "PREFECT_TILED_TEST_KEY", tiled_server.api_key)
     source = np.arange(64, dtype="int32").reshape(8, 8)
     raw = root[box].write_array(da.from_array(source, chunks=4), key="chunked")  # 4 blocks: both workers get some
 
-    state = map_blocks_flow(
-        creds, f"{box}/chunked", f"{box}/sqrt", sqrt_where_no_key_was_shipped, dtype="float64",
-        metadata={"step": "sqrt"}, api_key_env="PREFECT_TILED_TEST_KEY", return_state=True,
-    )
+    try:
+        state = map_blocks_flow(
+            creds, f"{box}/chunked", f"{box}/sqrt", sqrt_where_no_key_was_shipped, dtype="float64",
+            metadata={"step": "sqrt"}, api_key_env="PREFECT_TILED_TEST_KEY", return_state=True,
+            dask_address=dask_client.scheduler.address,
+        )
+    finally:
+        dask_client.run(_set_environment, "PREFECT_TILED_TEST_KEY", None)
     uri = state.result()
     result = root[f"{box}/sqrt"]
     assert uri == result.uri
