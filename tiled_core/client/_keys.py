@@ -51,4 +51,7 @@ def split_path(key: object) -> tuple[str, ...]:
         raise TypeError(f"keys are strings, not {type(key).__name__}")
     if not parts or any(not isinstance(p, str) or not p for p in parts):
         raise KeyError(key)
+    if any(p in (".", "..") for p in parts):
+        # URL normalisation would resolve them (c[".."] is the parent); no node can have such a key.
+        raise KeyError(key)
     return parts
