@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import random
 import re
 import threading
@@ -90,6 +91,27 @@ def _body_factory(content, headers: dict[str, str]) -> Callable[[], Any]:
     return lambda: (view[start:start + _SEND_PIECE] for start in range(0, view.nbytes, _SEND_PIECE))
 
 
+def _check_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """Extra headers, checked before any request (values are not echoed: they may be credentials)."""
+    checked = dict(headers or {})
+    for name, value in checked.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"headers map names to values, both strings; got {type(name).__name__} -> "
+                            f"{type(value).__name__} for {name!r}")
+        if not name or not all(33 <= ord(ch) < 127 and ch not in '()<>@,;:\\"/[]?={}' for ch in name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if not all(32 <= ord(ch) < 127 or ch == "\t" for ch in value):
+            raise ValueError(f"the value of header {name!r} must be printable ASCII (no line breaks)")
+    return checked
+
+
+def _check_verify(verify):
+    """A CA bundle path that does not exist is named now (httpx would say only 'No such file')."""
+    if isinstance(verify, (str, os.PathLike)) and not os.path.exists(verify):
+        raise FileNotFoundError(f"verify={os.fspath(verify)!r}: no such CA bundle file or directory")
+    return verify
+
+
 def _retry_after(response_headers) -> float | None:
     value = response_headers.get("retry-after")
     if value is None:
@@ -152,7 +174,8 @@ class Session:
         self._compression = compression
         self._loopback = _is_loopback(self._base_url)
         base_headers = {"user-agent": user_agent()}
-        base_headers.update(headers or {})
+        base_headers.update(_check_headers(headers))
+        verify = _check_verify(verify)
         if http_client is None:
             self._http = httpx.Client(
                 timeout=self.timeouts.to_httpx(),
