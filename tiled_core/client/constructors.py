@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from ..transport import AuthenticationError, LoginRequired, NotFound
-from ._dispatch import client_for_item, resolve_structure_clients
+from ._dispatch import check_structure_clients, client_for_item
 from ._login import can_prompt
 from .context import UNSET, Context
 
@@ -32,7 +32,7 @@ def from_context(
     Sends one request (the node's metadata) when no login is needed. Raises
     KeyError for an unknown node.
     """
-    resolve_structure_clients(structure_clients)  # bad values fail before any request
+    check_structure_clients(structure_clients)  # bad values fail before any request
     parts = [p for p in (node_path_parts or []) if p]
     params = [("omit_links", "true")] + ([("include_data_sources", "true")] if include_data_sources else [])
     if remember_me:
