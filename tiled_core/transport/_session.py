@@ -7,6 +7,7 @@ import ipaddress
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,12 +52,31 @@ class _RetryableStatus(Exception):
 _INCOMPLETE_BODY = re.compile(r"received (\d+) bytes, expected (\d+)")
 
 
-def _broken_connection(method: str, url: str, exc: Exception) -> TransportError:
-    """A dropped connection; TruncatedResponse when httpx saw a body shorter than its Content-Length."""
+_DISCONNECTED = ("disconnected", "closed connection", "incomplete")
+
+
+def _broken_connection(method: str, url: str, exc: Exception) -> TransportError | MalformedResponse:
+    """A dropped connection; TruncatedResponse when httpx saw a body shorter than its Content-Length.
+
+    A reply that breaks HTTP itself (not a dropped connection) is MalformedResponse: whatever
+    answers there is not an HTTP server, and asking again would not change that.
+    """
     match = _INCOMPLETE_BODY.search(str(exc))
     if match:
         return TruncatedResponse(url, int(match.group(2)), int(match.group(1)))
+    if isinstance(exc, httpx.RemoteProtocolError) and not any(w in str(exc).lower() for w in _DISCONNECTED):
+        return MalformedResponse(f"{url} answered {method} with something that is not valid HTTP ({exc}): "
+                                 "is a Tiled server listening there?")
     return ConnectionFailed(f"connection broke during {method} {url}: {exc}")
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a connection failed in the TLS handshake (certificate, or plain HTTP on the other end)."""
+    while exc is not None:
+        if isinstance(exc, ssl.SSLError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _is_loopback(base_url: str) -> bool:
@@ -283,16 +303,26 @@ class Session:
                 error, wait = exc.error, exc.retry_after
                 retry = idempotent
             except httpx.ConnectError as exc:
+                if _tls_failure(exc):  # the same next time: not retried
+                    raise ConnectionFailed(
+                        f"TLS handshake with {url} failed ({exc}): is it a plain http:// server, or does "
+                        "verify= need the server's CA bundle?") from None
                 # Nothing reached the server: safe to retry any method.
                 error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
             except httpx.TimeoutException as exc:
                 error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, idempotent
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                error, wait, retry = _broken_connection(method, url, exc), None, idempotent
+                error, wait = _broken_connection(method, url, exc), None
+                retry = idempotent and not isinstance(error, MalformedResponse)
             except (TruncatedResponse, ConnectionFailed, RequestTimeout) as exc:  # from the bulk path
                 error, wait, retry = exc, None, idempotent
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ValueError(f"cannot request {url}: {exc}") from None
+            except httpx.TooManyRedirects:
+                raise MalformedResponse(f"{method} {url}: too many redirects (a redirect loop?); "
+                                        "is the URI that of a Tiled server's API?") from None
+            except httpx.DecodingError as exc:
+                raise MalformedResponse(f"{url}: the body does not decode as its Content-Encoding says ({exc})") from None
             delay = policy.delay(tries) if wait is None else wait
             delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
             elapsed = time.monotonic() - start
@@ -520,6 +550,8 @@ class Session:
             yield from response.iter_bytes()
         except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
             raise _broken_connection("GET", url, exc) from None
+        except httpx.DecodingError as exc:
+            raise MalformedResponse(f"{url}: the body does not decode as its Content-Encoding says ({exc})") from None
 
     def send(
         self,
