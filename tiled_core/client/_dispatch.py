@@ -6,7 +6,10 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_STRUCTURE_CLIENT_DISPATCH", "check_structure_clients", "client_for_item", "resolve_structure_clients"]
+from ..transport import MalformedResponse
+
+__all__ = ["DEFAULT_STRUCTURE_CLIENT_DISPATCH", "check_structure_clients", "client_for_item", "node_item",
+           "resolve_structure_clients"]
 
 DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
     "numpy": {
@@ -71,6 +74,15 @@ def check_structure_clients(structure_clients: Any) -> None:
                 raise ValueError(f"{where} = {target!r} cannot be loaded: {error}") from None
         if not callable(target):
             raise TypeError(f"{where} must be a client class or 'package.module:ClassName', not {target!r}")
+
+
+def node_item(document: Any, url: str) -> dict:
+    """The node resource in a ``metadata/...`` reply; MalformedResponse when it is not one (not a Tiled server?)."""
+    item = document.get("data") if isinstance(document, dict) else None
+    if not (isinstance(item, dict) and isinstance(item.get("attributes"), dict) and isinstance(item.get("id"), str)):
+        shown = repr(document)[:80]
+        raise MalformedResponse(f"{url}: the reply is not a Tiled node document ({shown}); is a Tiled server there?")
+    return item
 
 
 def client_for_item(context, structure_clients: Any, item: dict, *, include_data_sources: bool = False, **extra):

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..iterviews import ItemsView, KeysView, ValuesView
 from ..transport import NotFound
 from ._conflict import begin_write, check_on_conflict, finish_write
-from ._dispatch import client_for_item
+from ._dispatch import client_for_item, node_item
 from ._keys import split_path, validate_key
 from ._lazy_structure import PageStructures
 from ._metadata import json_value, spec_dicts
@@ -126,10 +126,10 @@ class Container(BaseClient, collections.abc.Mapping):
                 if not isinstance(child, Container):
                     raise KeyError(key)
                 return child[parts[1:]]
-            item = session.get_document(
-                "metadata/" + "/".join(self._path + parts),
-                [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else []),
-            )["data"]
+            path = "metadata/" + "/".join(self._path + parts)
+            item = node_item(session.get_document(
+                path, [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else []),
+            ), session.url(path))
         except NotFound:
             raise KeyError(key) from None
         return self._client(item)
