@@ -170,4 +170,10 @@ def from_profile(name: str, structure_clients: Any = None, **kwargs):
         content["structure_clients"] = structure_clients
     content.update(kwargs)
     uri = content.pop("uri")
-    return from_uri(uri, **content)
+    try:
+        return from_uri(uri, **content)
+    except profiles.ProfileError:
+        raise
+    except ValueError as error:  # a setting the profile schema lets through (timeout 0, an ftp:// uri, ...)
+        where = profiles.list_profiles().get(name)
+        raise profiles.ProfileError(f"profile {name!r}{f' in {where}' if where else ''}: {error}") from error
