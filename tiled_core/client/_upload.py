@@ -106,7 +106,8 @@ def _unstorable(dtype: np.dtype, *, in_struct: bool = False) -> str | None:
         return None
     sizes = _STORABLE_SIZES.get(dtype.kind)
     if dtype.kind not in _STORABLE_SIZES or (sizes is not None and dtype.itemsize not in sizes):
-        return f"the server's storage has no {dtype.name} type (floats go up to float64, complex numbers up to complex128)"
+        return (f"the server's storage has no {dtype.name} type "
+                "(floats go up to float64, complex numbers up to complex128)")
     if sizes is None and dtype.itemsize == 0:
         return "zero-length strings and bytes are not stored; use at least one character"
     if in_struct and dtype.kind == "V":

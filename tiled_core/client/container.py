@@ -127,9 +127,8 @@ class Container(BaseClient, collections.abc.Mapping):
                     raise KeyError(key)
                 return child[parts[1:]]
             path = "metadata/" + "/".join(self._path + parts)
-            item = node_item(session.get_document(
-                path, [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else []),
-            ), session.url(path))
+            params = [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else [])
+            item = node_item(session.get_document(path, params), session.url(path))
         except NotFound:
             raise KeyError(key) from None
         return self._client(item)

@@ -367,8 +367,8 @@ class Cache:
                         conn.execute(f"DROP TABLE IF EXISTS {table}")
                     conn.execute(
                         "CREATE TABLE responses (cache_key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
-                        "status_code INTEGER NOT NULL, headers TEXT NOT NULL, size INTEGER NOT NULL, checksum INTEGER NOT NULL, "
-                        "time_created REAL NOT NULL, time_last_accessed REAL NOT NULL, "
+                        "status_code INTEGER NOT NULL, headers TEXT NOT NULL, size INTEGER NOT NULL, "
+                        "checksum INTEGER NOT NULL, time_created REAL NOT NULL, time_last_accessed REAL NOT NULL, "
                         "time_validated REAL NOT NULL, body_id INTEGER NOT NULL)"
                     )
                     conn.execute("CREATE TABLE bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")

@@ -70,6 +70,10 @@ def _broken_connection(method: str, url: str, exc: Exception) -> TransportError 
     return ConnectionFailed(f"connection broke during {method} {url}: {exc}")
 
 
+def _undecodable(url: str, exc: Exception) -> MalformedResponse:
+    return MalformedResponse(f"{url}: the body does not decode as its Content-Encoding says ({exc})")
+
+
 def _tls_failure(exc: BaseException) -> bool:
     """Whether a connection failed in the TLS handshake (certificate, or plain HTTP on the other end)."""
     while exc is not None:
@@ -322,7 +326,7 @@ class Session:
                 raise MalformedResponse(f"{method} {url}: too many redirects (a redirect loop?); "
                                         "is the URI that of a Tiled server's API?") from None
             except httpx.DecodingError as exc:
-                raise MalformedResponse(f"{url}: the body does not decode as its Content-Encoding says ({exc})") from None
+                raise _undecodable(url, exc) from None
             delay = policy.delay(tries) if wait is None else wait
             delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
             elapsed = time.monotonic() - start
@@ -551,7 +555,7 @@ class Session:
         except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
             raise _broken_connection("GET", url, exc) from None
         except httpx.DecodingError as exc:
-            raise MalformedResponse(f"{url}: the body does not decode as its Content-Encoding says ({exc})") from None
+            raise _undecodable(url, exc) from None
 
     def send(
         self,
