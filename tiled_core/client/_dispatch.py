@@ -6,7 +6,10 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_STRUCTURE_CLIENT_DISPATCH", "client_for_item", "resolve_structure_clients"]
+from ..transport import MalformedResponse
+
+__all__ = ["DEFAULT_STRUCTURE_CLIENT_DISPATCH", "check_structure_clients", "client_for_item", "node_item",
+           "resolve_structure_clients"]
 
 DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
     "numpy": {
@@ -46,6 +49,40 @@ def resolve_structure_clients(structure_clients: Any) -> Mapping[str, Any]:
     if isinstance(structure_clients, Mapping):
         return structure_clients
     raise TypeError(f"structure_clients must be 'numpy', 'dask' or a mapping, not {type(structure_clients).__name__}")
+
+
+def check_structure_clients(structure_clients: Any) -> None:
+    """Fail now, before any request, on a value ``resolve_structure_clients`` or a later lookup would refuse.
+
+    A custom mapping's entries are loaded here (importing their modules), so
+    a typo is not found only when the first node of that family is met.
+    """
+    table = resolve_structure_clients(structure_clients)
+    if isinstance(structure_clients, str):
+        return  # one of the built-in tables
+    for name, target in table.items():
+        where = f"structure_clients[{name!r}]"
+        if not isinstance(name, str):
+            raise TypeError(f"structure_clients keys are family or spec names (strings), not {name!r}")
+        if isinstance(target, str):
+            module, colon, attribute = target.partition(":")
+            if not (module and colon and attribute):
+                raise ValueError(f"{where} = {target!r}: expected 'package.module:ClassName'")
+            try:
+                target = _load(target)
+            except (ImportError, AttributeError) as error:
+                raise ValueError(f"{where} = {target!r} cannot be loaded: {error}") from None
+        if not callable(target):
+            raise TypeError(f"{where} must be a client class or 'package.module:ClassName', not {target!r}")
+
+
+def node_item(document: Any, url: str) -> dict:
+    """The node resource in a ``metadata/...`` reply; MalformedResponse when it is not one (not a Tiled server?)."""
+    item = document.get("data") if isinstance(document, dict) else None
+    if not (isinstance(item, dict) and isinstance(item.get("attributes"), dict) and isinstance(item.get("id"), str)):
+        shown = repr(document)[:80]
+        raise MalformedResponse(f"{url}: the reply is not a Tiled node document ({shown}); is a Tiled server there?")
+    return item
 
 
 def client_for_item(context, structure_clients: Any, item: dict, *, include_data_sources: bool = False, **extra):

@@ -49,6 +49,11 @@ def split_path(key: object) -> tuple[str, ...]:
         parts = tuple(key.strip("/").split("/"))
     else:
         raise TypeError(f"keys are strings, not {type(key).__name__}")
-    if not parts or any(not isinstance(p, str) or not p for p in parts):
+    if any(not isinstance(p, str) for p in parts):
+        raise TypeError(f"keys are strings, not {[type(p).__name__ for p in parts if not isinstance(p, str)][0]}")
+    if not parts or any(not p for p in parts):
+        raise KeyError(key)
+    if any(p in (".", "..") for p in parts):
+        # URL normalisation would resolve them (c[".."] is the parent); no node can have such a key.
         raise KeyError(key)
     return parts

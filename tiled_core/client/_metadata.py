@@ -5,7 +5,8 @@ JSON values the way the reference client's encoder does (numpy scalars and
 arrays, ``bytes`` as a base64 data URI, paths and datetimes as strings) and
 refuses, before any request, what JSON cannot carry faithfully: NaN and
 infinities (the server would store ``null``), complex numbers, sets, non-string
-keys and other objects.
+keys, text that is not valid Unicode, integers beyond 64 bits, nesting deeper
+than the JSON encoders on both sides allow, and other objects.
 """
 
 from __future__ import annotations
@@ -40,10 +41,23 @@ __all__ = [
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH)
+MAX_SPECS = 20  # the server's limit (422 beyond it)
+# orjson (ours, and the server's when it stores metadata) stops at 254 levels of nesting, and the
+# request wraps metadata in a few levels of its own (a JSON Patch: body, list, operation).
+MAX_DEPTH = 250
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson encodes
 
 
 def _where(path: tuple) -> str:
     return "".join(f"[{p!r}]" for p in path)
+
+
+def _check_text(text: str, what: str, path: tuple) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"{what}{_where(path)} is not valid Unicode text ({error.reason} at position "
+                         f"{error.start}); JSON carries UTF-8 only") from None
 
 
 def _check(value: Any, what: str, path: tuple = ()) -> None:
@@ -53,12 +67,19 @@ def _check(value: Any, what: str, path: tuple = ()) -> None:
             raise ValueError(f"{what}{_where(path)} is {value}: JSON cannot carry NaN or infinity "
                              "(the server would store null); use None or a string")
         return
-    if isinstance(value, (str, bool, int, type(None))):
+    if isinstance(value, str):
+        _check_text(value, what, path)
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        raise ValueError(f"{what}{_where(path)} is the integer {value}, beyond the 64 bits JSON numbers "
+                         "carry here; store it as a string")
+    if isinstance(value, (bool, int, type(None))):
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"{what}{_where(path)} has the key {key!r}: JSON object keys are strings")
+            _check_text(key, what, path + (key,))
             _check(item, what, path + (key,))
         return
     if isinstance(value, (list, tuple)):
@@ -94,9 +115,9 @@ def _default(value: Any) -> Any:
     raise TypeError
 
 
-def json_value(value: Any, what: str = "metadata") -> Any:
+def json_value(value: Any, what: str = "metadata", max_depth: int = MAX_DEPTH) -> Any:
     """``value`` as plain JSON (dicts, lists, str, int, float, bool, None), or a clear error."""
-    value = _plain(value)
+    value = _plain(value, what, max_depth=max_depth)
     _check(value, what)
     try:
         return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_default))
@@ -134,12 +155,19 @@ def merged_metadata(current: dict, update: collections.abc.Mapping) -> dict:
     return json_value(apply_update_patch(copy.deepcopy(current), _plain(update)))
 
 
-def _plain(value: Any) -> Any:
-    """Other mappings and sequences (e.g. the read-only views of ``node.metadata``) as dicts and lists."""
+def _plain(value: Any, what: str = "metadata", path: tuple = (), *, max_depth: int = MAX_DEPTH) -> Any:
+    """Other mappings and sequences (e.g. the read-only views of ``node.metadata``) as dicts and lists.
+
+    Nesting deeper than ``max_depth`` is refused here, before any recursion could overflow.
+    """
+    if isinstance(value, (collections.abc.Mapping, list, tuple, ListView)) and len(path) >= max_depth:
+        shown = _where(path[:3]) + "..." if path else ""
+        raise ValueError(f"{what}{shown} is nested more than {MAX_DEPTH} levels deep: the JSON encoders "
+                         "(client and server) cannot carry it; flatten it")
     if isinstance(value, collections.abc.Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, what, path + (k,), max_depth=max_depth) for k, v in value.items()}
     if isinstance(value, (list, tuple, ListView)):
-        return [_plain(v) for v in value]
+        return [_plain(v, what, path + (i,), max_depth=max_depth) for i, v in enumerate(value)]
     return value
 
 
@@ -171,6 +199,8 @@ def spec_dicts(specs) -> list[dict]:
     if isinstance(specs, (str, Spec, dict)):
         raise TypeError("specs is a list of specs (names or Spec objects), not a single one")
     result = [Spec.coerce(s).to_json() for s in specs]
+    if len(result) > MAX_SPECS:
+        raise ValueError(f"{len(result)} specs given; the server allows at most {MAX_SPECS}")
     names = [(s["name"], s["version"]) for s in result]
     if len(set(names)) != len(names):
         raise ValueError(f"specs must be unique, got {[s['name'] for s in result]}")

@@ -67,6 +67,10 @@ class Selection:
 
 
 def _index(value: Any, axis: int) -> int:
+    # numpy reads a boolean index as a mask (x[True] adds an axis), not as 1: refuse it (numpy.bool_ is
+    # refused by operator.index already).
+    if isinstance(value, bool):
+        raise TypeError(f"index for axis {axis} is a boolean; boolean masks are not supported, use integers or slices")
     try:
         return operator.index(value)
     except TypeError:
@@ -83,10 +87,11 @@ def normalize(selection: Any, shape: tuple[int, ...]) -> Selection:
         selection = ()
     elif not isinstance(selection, tuple):
         selection = (selection,)
-    if sum(1 for s in selection if s is Ellipsis) > 1:
+    ellipses = [i for i, s in enumerate(selection) if s is Ellipsis]  # by identity: `in` would compare arrays
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in selection:
-        at = selection.index(Ellipsis)
+    if ellipses:
+        at = ellipses[0]
         fill = len(shape) - (len(selection) - 1)
         selection = selection[:at] + (slice(None),) * max(fill, 0) + selection[at + 1 :]
     if len(selection) > len(shape):

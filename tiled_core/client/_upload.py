@@ -70,6 +70,9 @@ def array_data_source(array, *, dims=None):
         chunks = regular_chunks(array.shape, array.dtype.itemsize)
     if array.dtype.kind == "O":
         raise TypeError("object arrays cannot be written to Tiled; convert to a numeric or string dtype")
+    problem = _unstorable(array.dtype)
+    if problem:
+        raise TypeError(f"arrays of dtype {array.dtype} cannot be written to Tiled: {problem}")
     if dims is not None and len(dims) != array.ndim:
         raise ValueError(f"dims {list(dims)} do not match the array's {array.ndim} dimensions")
     structure = ArrayStructure.from_array(array, chunks=chunks, dims=dims)
@@ -84,6 +87,34 @@ def array_data_source(array, *, dims=None):
         "id": None,
     }
     return array, source
+
+
+# What the server's zarr storage (zarr 3) has data types for, by kind: item sizes (None: any >= 1).
+_STORABLE_SIZES = {"b": {1}, "i": {1, 2, 4, 8}, "u": {1, 2, 4, 8}, "f": {2, 4, 8}, "c": {8, 16},
+                   "S": None, "U": None, "V": None, "M": {8}, "m": {8}}
+
+
+def _unstorable(dtype: np.dtype, *, in_struct: bool = False) -> str | None:
+    """Why the server cannot store ``dtype`` (checked against tiled 0.2.20, which fails with a 500), or None."""
+    if dtype.fields is not None:
+        for name, (field, *_) in dtype.fields.items():
+            if field.shape:
+                return f"field {name!r} is a sub-array of shape {field.shape}, which the server cannot store"
+            problem = _unstorable(field, in_struct=True)
+            if problem:
+                return f"field {name!r}: {problem}"
+        return None
+    sizes = _STORABLE_SIZES.get(dtype.kind)
+    if dtype.kind not in _STORABLE_SIZES or (sizes is not None and dtype.itemsize not in sizes):
+        return (f"the server's storage has no {dtype.name} type "
+                "(floats go up to float64, complex numbers up to complex128)")
+    if sizes is None and dtype.itemsize == 0:
+        return "zero-length strings and bytes are not stored; use at least one character"
+    if in_struct and dtype.kind == "V":
+        return "raw bytes (void) inside a structured dtype are not stored"
+    if dtype.kind in "mM" and np.datetime_data(dtype)[0] == "generic":
+        return f"{dtype} has no time unit; give one, e.g. {dtype.str[1:]}[ns]"
+    return None
 
 
 def plan_array_write(array, source: dict) -> tuple[dict, bool]:

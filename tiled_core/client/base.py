@@ -297,7 +297,8 @@ class BaseClient:
         if content_type not in _metadata.PATCH_TYPES:
             raise ValueError(f"content_type must be one of {_metadata.PATCH_TYPES}, not {content_type!r}")
         if metadata_patch is not None:
-            metadata_patch = _metadata.json_value(metadata_patch, "metadata_patch")
+            # A JSON Patch wraps values in two levels of its own (the list, the operation).
+            metadata_patch = _metadata.json_value(metadata_patch, "metadata_patch", max_depth=_metadata.MAX_DEPTH + 2)
             expected = list if content_type == _metadata.JSON_PATCH else dict
             if not isinstance(metadata_patch, expected):
                 raise ValueError(f"a {content_type} metadata patch is a {expected.__name__}, "

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from ..transport import AuthenticationError, LoginRequired, NotFound
-from ._dispatch import client_for_item, resolve_structure_clients
+from ._dispatch import check_structure_clients, client_for_item, node_item
 from ._login import can_prompt
 from .context import UNSET, Context
 
@@ -32,7 +32,7 @@ def from_context(
     Sends one request (the node's metadata) when no login is needed. Raises
     KeyError for an unknown node.
     """
-    resolve_structure_clients(structure_clients)  # bad values fail before any request
+    check_structure_clients(structure_clients)  # bad values fail before any request
     parts = [p for p in (node_path_parts or []) if p]
     params = [("omit_links", "true")] + ([("include_data_sources", "true")] if include_data_sources else [])
     if remember_me:
@@ -40,25 +40,32 @@ def from_context(
     path = "metadata/" + "/".join(parts)
     try:
         item = _fetch_item(context, path, params, remember_me)
-    except NotFound:
+    except NotFound as error:
+        if not parts:  # the API root itself is missing: a wrong URI, not an unknown node
+            raise NotFound(error.status, f"{error.detail}; no Tiled API at {context.api_uri} (expected the "
+                           "server's address, e.g. http://host:8000, or its .../api/v1)",
+                           url=error.url, request_id=error.request_id) from None
         raise KeyError("/".join(parts)) from None
     return client_for_item(context, structure_clients, item, include_data_sources=include_data_sources)
 
 
 def _fetch_item(context: Context, path: str, params: list, remember_me: bool) -> dict:
     """The node's document, logging in (at a terminal) if the server asks for it."""
+    def fetch() -> dict:
+        return node_item(context.session.get_document(path, params), context.session.url(path))
+
     try:
         try:
-            return context.session.get_document(path, params)["data"]
+            return fetch()
         except LoginRequired:
             # A saved session has ended: carry on anonymously (the server may allow that).
             context._forget_login()
-            return context.session.get_document(path, params)["data"]
+            return fetch()
     except AuthenticationError as error:
         if not _may_prompt_login(context, error):
             raise _explained(context, error) from None
     context.authenticate(remember_me=remember_me)
-    return context.session.get_document(path, params)["data"]
+    return fetch()
 
 
 def _offers_login(context: Context) -> bool:
@@ -163,4 +170,10 @@ def from_profile(name: str, structure_clients: Any = None, **kwargs):
         content["structure_clients"] = structure_clients
     content.update(kwargs)
     uri = content.pop("uri")
-    return from_uri(uri, **content)
+    try:
+        return from_uri(uri, **content)
+    except profiles.ProfileError:
+        raise
+    except ValueError as error:  # a setting the profile schema lets through (timeout 0, an ftp:// uri, ...)
+        where = profiles.list_profiles().get(name)
+        raise profiles.ProfileError(f"profile {name!r}{f' in {where}' if where else ''}: {error}") from error

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..iterviews import ItemsView, KeysView, ValuesView
 from ..transport import NotFound
 from ._conflict import begin_write, check_on_conflict, finish_write
-from ._dispatch import client_for_item
+from ._dispatch import client_for_item, node_item
 from ._keys import split_path, validate_key
 from ._lazy_structure import PageStructures
 from ._metadata import json_value, spec_dicts
@@ -126,10 +126,9 @@ class Container(BaseClient, collections.abc.Mapping):
                 if not isinstance(child, Container):
                     raise KeyError(key)
                 return child[parts[1:]]
-            item = session.get_document(
-                "metadata/" + "/".join(self._path + parts),
-                [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else []),
-            )["data"]
+            path = "metadata/" + "/".join(self._path + parts)
+            params = [("omit_links", "true")] + ([("include_data_sources", "true")] if self._include_data_sources else [])
+            item = node_item(session.get_document(path, params), session.url(path))
         except NotFound:
             raise KeyError(key) from None
         return self._client(item)
@@ -209,7 +208,12 @@ class Container(BaseClient, collections.abc.Mapping):
 
     # -- search, sort, distinct --------------------------------------------
     def search(self, query) -> "Container":
-        """A container of the entries matching ``query`` (queries chain with AND)."""
+        """A container of the entries matching ``query`` (queries chain with AND).
+
+        Sends no request for the query types of ``tiled_core.queries``; a query
+        class of one's own is checked against the server's list of query types
+        (its about document), since the server ignores filters it does not know.
+        """
         if not callable(getattr(query, "encode", None)):
             raise TypeError(f"{query!r} is not a query from tiled_core.queries")
         pairs = query.encode()  # invalid queries fail here, before any request
@@ -217,6 +221,13 @@ class Container(BaseClient, collections.abc.Mapping):
         # otherwise be dropped silently and the search would match everything.
         if not (isinstance(pairs, list) and all(isinstance(p, tuple) and len(p) == 2 for p in pairs)):
             raise TypeError(f"{query!r} is not a query from tiled_core.queries")
+        if type(query).__module__ != "tiled_core.queries":
+            # The server ignores filters it does not know, so the search would silently match everything.
+            offered = self._context.server_info.get("queries") or []
+            name = getattr(query, "name", None)
+            if name not in offered:
+                raise ValueError(f"the server does not support the query type {name!r} of {type(query).__name__}; "
+                                 f"it offers {offered}")
         return self.new_variation(queries=self._queries + (query,))
 
     def sort(self, *sorting: tuple[str, int]) -> "Container":

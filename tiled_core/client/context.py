@@ -41,7 +41,12 @@ UNSET = _Unset()
 
 def _split_api_key(uri: str) -> tuple[str, str | None]:
     """Remove ``api_key=`` from the query: keys travel in a header, never in URLs."""
-    parts = urlsplit(uri)
+    if not isinstance(uri, str):
+        raise TypeError(f"the URI must be a string like 'http://host:8000/api/v1', not {type(uri).__name__}")
+    try:
+        parts = urlsplit(uri.strip())
+    except ValueError as error:  # e.g. an unclosed IPv6 bracket
+        raise ValueError(f"malformed URI {uri!r}: {error}") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     keys = [v for k, v in query if k == "api_key"]
     rest = [(k, v) for k, v in query if k != "api_key"]
@@ -53,8 +58,20 @@ def _parse_node_uri(uri: str) -> tuple[str, list[str]]:
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"Tiled URIs start with http:// or https://, not {uri!r}")
+    if "@" in parts.netloc:
+        # Not echoed: the part before "@" may be a password. Tiled takes no credentials in URLs.
+        raise ValueError(f"a Tiled URI carries no user name or password (found 'user@' before {parts.hostname!r}); "
+                         "use api_key= or log in")
     if not parts.hostname:
         raise ValueError(f"no host in URI {uri!r}")
+    if any(ch.isspace() or not ch.isprintable() for ch in parts.netloc):
+        raise ValueError(f"the host part of URI {uri!r} contains spaces or control characters")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"URI {uri!r} has an invalid port: expected a number from 1 to 65535")
     path = parts.path.rstrip("/")
     if API_PREFIX in path:
         prefix, _, rest = path.partition(API_PREFIX)

@@ -21,6 +21,8 @@ class ApiKeyAuth(httpx.Auth):
             raise ValueError("api_key must be a non-empty string")
         if any(ch.isspace() for ch in api_key):
             raise ValueError("api_key must not contain whitespace")
+        if not (api_key.isascii() and api_key.isprintable()):
+            raise ValueError("api_key must be printable ASCII (it travels in an HTTP header)")
         self._api_key = api_key
 
     @property

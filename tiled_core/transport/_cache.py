@@ -12,7 +12,9 @@ entry's bookkeeping (last use) must not rewrite a body of hundreds of MiB.
 
 A file that is corrupt, not ours, or locked for longer than the busy timeout
 turns the cache off for this ``Cache`` object with a ``CacheWarning``: the
-client keeps working, uncached.
+client keeps working, uncached. A damaged entry in a sound file (a body of
+another length or checksum than stored with it, unreadable headers) is
+dropped with a ``CacheWarning`` and fetched again, never served.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sqlite3
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +39,7 @@ from ._tokens import cache_directory
 
 __all__ = ["Cache", "CacheWarning", "CachedEntry", "CacheSlot", "cache_key", "identity_of", "storable"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: bodies carry a CRC-32
 DEFAULT_CAPACITY = 500_000_000
 DEFAULT_MAX_ITEM_SIZE = 500_000
 _VERSION_TABLE = "tiled_core_response_cache_version"
@@ -57,6 +60,10 @@ class CacheWarning(UserWarning):
 
 class _Unusable(Exception):
     pass
+
+
+class _Damaged(Exception):
+    """One entry does not match what was stored with it."""
 
 
 def _jwt_subject(token: str) -> str | None:
@@ -229,6 +236,7 @@ class Cache:
         self._pid = os.getpid()
         self._disabled: str | None = None
         self._warned_offline = False
+        self._warned_damage = False
         try:
             self._prepare()
         except (sqlite3.Error, OSError, _Unusable) as exc:
@@ -360,7 +368,7 @@ class Cache:
                     conn.execute(
                         "CREATE TABLE responses (cache_key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
                         "status_code INTEGER NOT NULL, headers TEXT NOT NULL, size INTEGER NOT NULL, "
-                        "time_created REAL NOT NULL, time_last_accessed REAL NOT NULL, "
+                        "checksum INTEGER NOT NULL, time_created REAL NOT NULL, time_last_accessed REAL NOT NULL, "
                         "time_validated REAL NOT NULL, body_id INTEGER NOT NULL)"
                     )
                     conn.execute("CREATE TABLE bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
@@ -409,7 +417,12 @@ class Cache:
             if row is None:
                 return None
             etag, status, headers, size, validated_at = row
-            return CachedEntry(key, etag, status, tuple(tuple(h) for h in json.loads(headers)), size, validated_at)
+            try:
+                pairs = tuple((str(name), str(value)) for name, value in json.loads(headers))
+            except (ValueError, TypeError) as exc:
+                self._drop_damaged(key, f"unreadable headers ({exc})")
+                return None
+            return CachedEntry(key, etag, status, pairs, size, validated_at)
         return None
 
     def read_body(self, entry: CachedEntry, out: memoryview | None = None, *, validated: bool = False):
@@ -428,15 +441,36 @@ class Cache:
             conn.execute("BEGIN")  # one snapshot: the ETag checked is the body read
             try:
                 row = conn.execute(
-                    "SELECT body_id, size FROM responses WHERE cache_key = ? AND etag = ?", (entry.key, entry.etag)
+                    "SELECT body_id, size, checksum FROM responses WHERE cache_key = ? AND etag = ?",
+                    (entry.key, entry.etag),
                 ).fetchone()
                 if row is not None and (out is None or row[1] == len(out)):
-                    result = _read_blob(conn, row[0], row[1], out)
+                    result = _read_blob(conn, *row, out)
+            except _Damaged as exc:
+                damage = str(exc)
+            else:
+                damage = None
             finally:
                 conn.execute("COMMIT")
+            if damage is not None:
+                self._drop_damaged(entry.key, damage)
+                return missing
             if result is not missing:
                 self._touch(conn, entry.key, validated)
         return result
+
+    def _drop_damaged(self, key: str, reason: str) -> None:
+        """Forget one damaged entry (the caller fetches it again), saying so once per Cache."""
+        if not self._warned_damage:
+            self._warned_damage = True
+            warnings.warn(f"response cache {self._filepath}: dropped a damaged entry ({reason}); "
+                          "fetching it from the server again", CacheWarning, stacklevel=5)
+        if self._readonly:
+            return
+        with self._guard("dropping a damaged entry"), self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            _remove(conn, [key])
+            conn.execute("COMMIT")
 
     def _touch(self, conn: sqlite3.Connection, key: str, validated: bool) -> None:
         if self._readonly:
@@ -469,14 +503,17 @@ class Cache:
                 _remove(conn, [key])
                 self._make_room(conn, size)
                 body_id = conn.execute("INSERT INTO bodies (body) VALUES (zeroblob(?))", (size,)).lastrowid
+                checksum = 0
                 if size:
                     with conn.blobopen("bodies", "body", body_id) as blob:
                         for start in range(0, size, _PIECE):
-                            blob.write(view[start:start + _PIECE])
+                            piece = view[start:start + _PIECE]
+                            blob.write(piece)
+                            checksum = zlib.crc32(piece, checksum)
                 conn.execute(
-                    "INSERT INTO responses (cache_key, etag, status_code, headers, size, time_created, "
-                    "time_last_accessed, time_validated, body_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, etag, status, json.dumps(pairs), size, now, now, now, body_id),
+                    "INSERT INTO responses (cache_key, etag, status_code, headers, size, checksum, time_created, "
+                    "time_last_accessed, time_validated, body_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, etag, status, json.dumps(pairs), size, checksum, now, now, now, body_id),
                 )
                 conn.execute("COMMIT")
                 stored = True
@@ -587,15 +624,30 @@ def _remove(conn: sqlite3.Connection, keys: list[str]) -> None:
             conn.execute("DELETE FROM bodies WHERE id = ?", row)
 
 
-def _read_blob(conn: sqlite3.Connection, rowid: int, size: int, out: memoryview | None) -> bytes | bool:
-    if size == 0:
-        return b"" if out is None else True
-    with conn.blobopen("bodies", "body", rowid, readonly=True) as blob:
-        if out is None:
-            return blob.read()
+def _read_blob(conn: sqlite3.Connection, rowid: int, size: int, checksum: int,
+               out: memoryview | None) -> bytes | bool:
+    """The body (or True once copied into ``out``); _Damaged when it is not what was stored."""
+    try:
+        blob = conn.blobopen("bodies", "body", rowid, readonly=True)
+    except sqlite3.OperationalError as exc:  # no such row: the body went missing
+        if size == 0 and checksum == 0:
+            return b"" if out is None else True
+        raise _Damaged(f"its body is missing ({exc})") from None
+    with blob:
+        if len(blob) != size:
+            raise _Damaged(f"its body has {len(blob)} bytes, {size} were stored")
+        crc = 0
+        pieces = []
         for start in range(0, size, _PIECE):
-            out[start:start + _PIECE] = blob.read(_PIECE)
-    return True
+            piece = blob.read(_PIECE)
+            crc = zlib.crc32(piece, crc)
+            if out is None:
+                pieces.append(piece)
+            else:
+                out[start:start + len(piece)] = piece
+    if crc != checksum:
+        raise _Damaged("its body does not match its checksum")
+    return b"".join(pieces) if out is None else True
 
 
 def _rebuild(filepath, capacity, max_item_size, readonly, allow_offline, max_age) -> Cache:

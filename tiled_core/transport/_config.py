@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from collections.abc import Mapping
 
@@ -22,6 +24,19 @@ class Timeouts:
     write: float | None = DEFAULT_TIMEOUT
     pool: float | None = DEFAULT_TIMEOUT
 
+    def __post_init__(self) -> None:
+        # Zero would make sockets non-blocking (an instant, misleading "connection broke"); NaN and
+        # infinity fail deep inside httpx or the OS.
+        for phase in ("connect", "read", "write", "pool"):
+            value = getattr(self, phase)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"timeout {phase!r} must be a number of seconds or None, not {type(value).__name__}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"timeout {phase!r} must be a positive, finite number of seconds "
+                                 f"(None for no limit), not {value!r}")
+
     @classmethod
     def coerce(cls, value: "Timeouts | float | Mapping | httpx.Timeout | None") -> "Timeouts":
         """Accept a Timeouts, one number for every phase, a mapping of phases, or an httpx.Timeout."""
@@ -31,9 +46,9 @@ class Timeouts:
             return value
         if isinstance(value, httpx.Timeout):
             return cls(value.connect, value.read, value.write, value.pool)
-        if isinstance(value, (int, float)):
-            if value <= 0:
-                raise ValueError(f"timeout must be positive, not {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"timeout must be a positive, finite number of seconds, not {value!r}")
             return cls(float(value), float(value), float(value), float(value))
         if isinstance(value, Mapping):
             phases = dict(value)
@@ -59,8 +74,11 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_keepalive_connections", "concurrency"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
 
     def to_httpx(self) -> httpx.Limits:
         return httpx.Limits(

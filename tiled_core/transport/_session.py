@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,12 +53,35 @@ class _RetryableStatus(Exception):
 _INCOMPLETE_BODY = re.compile(r"received (\d+) bytes, expected (\d+)")
 
 
-def _broken_connection(method: str, url: str, exc: Exception) -> TransportError:
-    """A dropped connection; TruncatedResponse when httpx saw a body shorter than its Content-Length."""
+_DISCONNECTED = ("disconnected", "closed connection", "incomplete")
+
+
+def _broken_connection(method: str, url: str, exc: Exception) -> TransportError | MalformedResponse:
+    """A dropped connection; TruncatedResponse when httpx saw a body shorter than its Content-Length.
+
+    A reply that breaks HTTP itself (not a dropped connection) is MalformedResponse: whatever
+    answers there is not an HTTP server, and asking again would not change that.
+    """
     match = _INCOMPLETE_BODY.search(str(exc))
     if match:
         return TruncatedResponse(url, int(match.group(2)), int(match.group(1)))
+    if isinstance(exc, httpx.RemoteProtocolError) and not any(w in str(exc).lower() for w in _DISCONNECTED):
+        return MalformedResponse(f"{url} answered {method} with something that is not valid HTTP ({exc}): "
+                                 "is a Tiled server listening there?")
     return ConnectionFailed(f"connection broke during {method} {url}: {exc}")
+
+
+def _undecodable(url: str, exc: Exception) -> MalformedResponse:
+    return MalformedResponse(f"{url}: the body does not decode as its Content-Encoding says ({exc})")
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a connection failed in the TLS handshake (certificate, or plain HTTP on the other end)."""
+    while exc is not None:
+        if isinstance(exc, ssl.SSLError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _is_loopback(base_url: str) -> bool:
@@ -89,6 +114,27 @@ def _body_factory(content, headers: dict[str, str]) -> Callable[[], Any]:
         return lambda: b""
     headers["content-length"] = str(view.nbytes)
     return lambda: (view[start:start + _SEND_PIECE] for start in range(0, view.nbytes, _SEND_PIECE))
+
+
+def _check_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """Extra headers, checked before any request (values are not echoed: they may be credentials)."""
+    checked = dict(headers or {})
+    for name, value in checked.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"headers map names to values, both strings; got {type(name).__name__} -> "
+                            f"{type(value).__name__} for {name!r}")
+        if not name or not all(33 <= ord(ch) < 127 and ch not in '()<>@,;:\\"/[]?={}' for ch in name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if not all(32 <= ord(ch) < 127 or ch == "\t" for ch in value):
+            raise ValueError(f"the value of header {name!r} must be printable ASCII (no line breaks)")
+    return checked
+
+
+def _check_verify(verify):
+    """A CA bundle path that does not exist is named now (httpx would say only 'No such file')."""
+    if isinstance(verify, (str, os.PathLike)) and not os.path.exists(verify):
+        raise FileNotFoundError(f"verify={os.fspath(verify)!r}: no such CA bundle file or directory")
+    return verify
 
 
 def _retry_after(response_headers) -> float | None:
@@ -154,7 +200,8 @@ class Session:
         self._compression = compression
         self._loopback = _is_loopback(self._base_url)
         base_headers = {"user-agent": user_agent()}
-        base_headers.update(headers or {})
+        base_headers.update(_check_headers(headers))
+        verify = _check_verify(verify)
         if http_client is None:
             self._http = httpx.Client(
                 timeout=self.timeouts.to_httpx(),
@@ -265,16 +312,26 @@ class Session:
                 error, wait = exc.error, exc.retry_after
                 retry = idempotent
             except httpx.ConnectError as exc:
+                if _tls_failure(exc):  # the same next time: not retried
+                    raise ConnectionFailed(
+                        f"TLS handshake with {url} failed ({exc}): is it a plain http:// server, or does "
+                        "verify= need the server's CA bundle?") from None
                 # Nothing reached the server: safe to retry any method.
                 error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
             except httpx.TimeoutException as exc:
                 error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, idempotent
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                error, wait, retry = _broken_connection(method, url, exc), None, idempotent
+                error, wait = _broken_connection(method, url, exc), None
+                retry = idempotent and not isinstance(error, MalformedResponse)
             except (TruncatedResponse, ConnectionFailed, RequestTimeout) as exc:  # from the bulk path
                 error, wait, retry = exc, None, idempotent
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ValueError(f"cannot request {url}: {exc}") from None
+            except httpx.TooManyRedirects:
+                raise MalformedResponse(f"{method} {url}: too many redirects (a redirect loop?); "
+                                        "is the URI that of a Tiled server's API?") from None
+            except httpx.DecodingError as exc:
+                raise _undecodable(url, exc) from None
             delay = policy.delay(tries) if wait is None else wait
             delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
             elapsed = time.monotonic() - start
@@ -502,6 +559,8 @@ class Session:
             yield from response.iter_bytes()
         except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
             raise _broken_connection("GET", url, exc) from None
+        except httpx.DecodingError as exc:
+            raise _undecodable(url, exc) from None
 
     def send(
         self,
