@@ -274,8 +274,9 @@ class Session:
             delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
             elapsed = time.monotonic() - start
             if not retry or tries >= policy.attempts or elapsed + delay > policy.deadline:
-                if retry and tries > 1:
-                    error.add_note(f"gave up after {tries} attempts in {elapsed:.1f}s")
+                if retry:  # say why it stopped, even when the deadline left no room for a second try
+                    error.add_note(f"gave up after {tries} attempt{'s' if tries > 1 else ''} in {elapsed:.1f}s "
+                                   f"(retry limits: {policy.attempts} attempts, {policy.deadline:g}s)")
                 raise error
             time.sleep(delay)
 
