@@ -258,7 +258,8 @@ class Session:
                 return attempt()
             except _RetryableStatus as exc:
                 error, wait = exc.error, exc.retry_after
-                retry = idempotent
+                # A 429 is a refusal before any work (rate limiting): safe to resend any method.
+                retry = idempotent or error.status == 429
             except httpx.ConnectError as exc:
                 # Nothing reached the server: safe to retry any method.
                 error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
