@@ -3,7 +3,8 @@
 It forwards every request to a real upstream server and, when told to,
 damages the answer to the next matching request(s). Each fault method takes
 ``times`` (how many matching requests it hits; None: all), ``match`` (a
-substring of the request target) and ``method`` (e.g. ``"PUT"``):
+substring of the request target), ``method`` (e.g. ``"PUT"``) and ``skip``
+(let that many matching requests through first, to strike mid-operation):
 
 * ``cut(at)``: send the real status line and headers (with the real
   ``Content-Length``), then only the first ``at`` bytes of the body, then close
@@ -62,6 +63,7 @@ class _Fault:
     times: int | None  # None: every matching request
     match: str | None  # substring of the request target, or None for any
     method: str | None = None  # only requests with this method, or None for any
+    skip: int = 0  # matching requests let through before this fault starts
     at: int | float | None = None  # where in the body (bytes, or a fraction of it); None: before any byte
     seconds: float = 0.0
     status: int = 0
@@ -100,10 +102,11 @@ class _Fault:
         return _Fault(base, 1, None, at=mid, seconds=self.seconds)
 
 
-def _status_fault(status: int, headers: tuple[tuple[str, str], ...], *, times, match, method=None) -> _Fault:
+def _status_fault(status: int, headers: tuple[tuple[str, str], ...], *, times, match, method=None,
+                  skip: int = 0) -> _Fault:
     body = b'{"detail": "injected %d"}' % status
     headers = (("content-type", "application/json"), *headers)
-    return _Fault("respond", times, match, method, status=status, headers=headers, body=body)
+    return _Fault("respond", times, match, method, skip, status=status, headers=headers, body=body)
 
 
 class FaultProxy:
@@ -139,43 +142,46 @@ class FaultProxy:
             self._faults.append(fault)
 
     def cut(self, nbytes: int | float, *, times: int | None = 1, match: str | None = None,
-            method: str | None = None) -> None:
+            method: str | None = None, skip: int = 0) -> None:
         """Truncate the body of the next ``times`` matching responses (None: all) after ``nbytes``."""
-        self._add(_Fault("cut", times, match, method, at=nbytes))
+        self._add(_Fault("cut", times, match, method, skip, at=nbytes))
 
     def reset(self, at: int | float | None = None, *, times: int | None = 1, match: str | None = None,
-              method: str | None = None) -> None:
+              method: str | None = None, skip: int = 0) -> None:
         """Forward, then abort with a TCP RST before the answer (``at=None``) or ``at`` bytes into its body."""
-        self._add(_Fault("reset", times, match, method, at=at))
+        self._add(_Fault("reset", times, match, method, skip, at=at))
 
     def stall(self, seconds: float, at: int | float | None = None, *, times: int | None = 1,
-              match: str | None = None, method: str | None = None) -> None:
+              match: str | None = None, method: str | None = None, skip: int = 0) -> None:
         """Forward, then hold the answer ``seconds`` before its first byte (``at=None``) or ``at`` bytes into its body."""
-        self._add(_Fault("stall", times, match, method, at=at, seconds=seconds))
+        self._add(_Fault("stall", times, match, method, skip, at=at, seconds=seconds))
 
-    def drop(self, *, times: int | None = 1, match: str | None = None, method: str | None = None) -> None:
+    def drop(self, *, times: int | None = 1, match: str | None = None, method: str | None = None,
+             skip: int = 0) -> None:
         """Close the connection instead of answering (nothing is forwarded upstream)."""
-        self._add(_Fault("drop", times, match, method))
+        self._add(_Fault("drop", times, match, method, skip))
 
     def respond(self, status: int, *, headers: dict[str, str] | None = None, body: bytes = b"",
-                times: int | None = 1, match: str | None = None, method: str | None = None) -> None:
+                times: int | None = 1, match: str | None = None, method: str | None = None,
+                skip: int = 0) -> None:
         """Answer the next ``times`` matching requests with this canned response (not forwarded)."""
-        self._add(_Fault("respond", times, match, method, status=status,
+        self._add(_Fault("respond", times, match, method, skip, status=status,
                          headers=tuple((headers or {}).items()), body=body))
 
     def status(self, status: int, *, retry_after: float | None = None, times: int | None = 1,
-               match: str | None = None, method: str | None = None) -> None:
+               match: str | None = None, method: str | None = None, skip: int = 0) -> None:
         """Answer with ``status`` and a JSON detail (a gateway error, or 429/503 with ``Retry-After``)."""
         extra = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None else ()
-        self._add(_status_fault(status, extra, times=times, match=match, method=method))
+        self._add(_status_fault(status, extra, times=times, match=match, method=method, skip=skip))
 
     def hook(self, fn: Callable[[str, str], None], *, times: int | None = 1, match: str | None = None,
-             method: str | None = None) -> None:
+             method: str | None = None, skip: int = 0) -> None:
         """Call ``fn(method, target)`` when a matching request arrives, then forward it."""
-        self._add(_Fault("hook", times, match, method, hook=fn))
+        self._add(_Fault("hook", times, match, method, skip, hook=fn))
 
     def chaos(self, *, seed: int, rate: float, kinds: Sequence[str] = CHAOS_KINDS, stall: float = 2.0,
-              times: int | None = None, match: str | None = None, method: str | None = None) -> None:
+              times: int | None = None, match: str | None = None, method: str | None = None,
+              skip: int = 0) -> None:
         """Apply a random fault from ``kinds`` (see ``CHAOS_KINDS``) to a fraction ``rate`` of matching requests.
 
         Draws come from ``random.Random(seed)`` in the order requests arrive;
@@ -185,7 +191,7 @@ class FaultProxy:
         unknown = set(kinds) - set(CHAOS_KINDS)
         if unknown:
             raise ValueError(f"unknown chaos kinds {sorted(unknown)}; choose from {CHAOS_KINDS}")
-        self._add(_Fault("chaos", times, match, method, rng=random.Random(seed), rate=rate,
+        self._add(_Fault("chaos", times, match, method, skip, rng=random.Random(seed), rate=rate,
                          kinds=tuple(kinds), seconds=stall))
 
     def clear(self) -> None:
@@ -233,6 +239,9 @@ class FaultProxy:
         with self._lock:
             for fault in self._faults:
                 if fault.applies(method, target):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     if fault.times is not None:
                         fault.times -= 1
                     if fault.kind == "chaos":
