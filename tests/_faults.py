@@ -64,9 +64,9 @@ def check_status(fault: str, error: BaseException) -> None:
         assert f"injected {fault}" in str(error)
 
 
-def timeout_for(fault: str | None) -> float:
-    """The client timeout for a case: short only where a stall must outlast it."""
-    return TIMEOUT if fault and (fault.startswith("stall") or fault == "chaos") else PATIENT_TIMEOUT
+def timeout_for(fault: str | None, short: float = TIMEOUT) -> float:
+    """The client timeout for a case: ``short`` only where a stall must outlast it."""
+    return short if fault and (fault.startswith("stall") or fault == "chaos") else PATIENT_TIMEOUT
 
 
 def fast_client(uri: str, api_key: str, policy: RetryPolicy = TRANSIENT, timeout: float = PATIENT_TIMEOUT):
@@ -74,6 +74,28 @@ def fast_client(uri: str, api_key: str, policy: RetryPolicy = TRANSIENT, timeout
     client = from_uri(uri, api_key=api_key, timeout=timeout)
     client.context.session.retry = policy
     return client
+
+
+class Clients:
+    """A module's clients through the proxy, one per timeout, kept open (connecting per test costs requests).
+
+    ``node(key, timeout)`` gives a fresh node with the retry policy reset.
+    """
+
+    def __init__(self, uri: str, api_key: str) -> None:
+        self._uri, self._api_key = uri, api_key
+        self._clients: dict[float, object] = {}
+
+    def node(self, key: str, timeout: float, policy: RetryPolicy = TRANSIENT):
+        if timeout not in self._clients:
+            self._clients[timeout] = fast_client(self._uri, self._api_key, policy, timeout)
+        client = self._clients[timeout]
+        client.context.session.retry = policy
+        return client[key]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.context.close()
 
 
 def gave_up_after(error: BaseException) -> int | None:

@@ -20,7 +20,7 @@ import pytest
 from tiled.client import from_uri as ref_from_uri
 
 from _faults import (
-    FAULTS, PERSISTENT, Crash, arm, check_status, expected_error, fast_client, gave_up_after, timeout_for,
+    FAULTS, PERSISTENT, Clients, Crash, arm, check_status, expected_error, fast_client, gave_up_after, timeout_for,
 )
 from _proxy import FaultProxy
 from tiled_core.server import LocalTiledServer
@@ -29,6 +29,7 @@ from tiled_core.transport import ConnectionFailed, RetryPolicy
 ARRAY = np.arange(4000, dtype="float64").reshape(40, 100)
 TABLE = pd.DataFrame({"x": np.arange(12), "y": np.linspace(0, 1, 12)})
 CHILDREN = 7  # listed three at a time: three pages
+STALL_TIMEOUT = 0.5  # reads are retried, so a busy machine's slow answer only costs a retry
 
 
 def seed(ref_root) -> str:
@@ -74,17 +75,22 @@ def key(ref_root):
     return seed(ref_root)
 
 
+@pytest.fixture(scope="module")
+def clients(proxy, tiled_server):
+    pool = Clients(proxy.uri, tiled_server.api_key)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def top(request, proxy, tiled_server, key):
+def top(request, clients, proxy, key):
     """The seeded container through the proxy, loaded before any fault is armed."""
     callspec = getattr(request.node, "callspec", None)
     fault = callspec.params.get("fault") if callspec else "chaos"
-    client = fast_client(proxy.uri, tiled_server.api_key, timeout=timeout_for(fault))
-    node = client[key]
+    node = clients.node(key, timeout_for(fault, STALL_TIMEOUT))
     proxy.clear()
     yield node
     proxy.clear()
-    client.context.close()
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -109,7 +115,8 @@ def test_persistent_fault_is_a_clear_bounded_error(top, proxy, operation, fault)
     check_status(fault, info.value)
     attempts = gave_up_after(info.value)  # a stall may use up the deadline in one attempt
     assert attempts is not None and (1 if fault.startswith("stall") else 2) <= attempts <= PERSISTENT.attempts
-    assert proxy.faults_applied == attempts  # one fault per attempt: nothing slipped through as data
+    # One fault per attempt: nothing slipped through as data.
+    assert proxy.faults_applied == attempts, proxy.applied
     assert match in str(info.value)  # the error names the request
 
 
