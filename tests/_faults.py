@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from tiled_core.client import from_uri
 from tiled_core.transport import (
     ConnectionFailed,
@@ -96,6 +98,14 @@ class Clients:
     def close(self) -> None:
         for client in self._clients.values():
             client.context.close()
+
+
+@pytest.fixture(scope="module")
+def clients(proxy, tiled_server):
+    """A module's ``Clients`` through the ``proxy`` fixture (import this fixture into the test module)."""
+    pool = Clients(proxy.uri, tiled_server.api_key)
+    yield pool
+    pool.close()
 
 
 def gave_up_after(error: BaseException) -> int | None:

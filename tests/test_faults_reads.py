@@ -19,9 +19,8 @@ import pandas as pd
 import pytest
 from tiled.client import from_uri as ref_from_uri
 
-from _faults import (
-    FAULTS, PERSISTENT, Clients, Crash, arm, check_status, expected_error, fast_client, gave_up_after, timeout_for,
-)
+from _faults import FAULTS, PERSISTENT, Crash, arm, check_status, expected_error, fast_client, gave_up_after, timeout_for
+from _faults import clients  # noqa: F401  (a fixture)
 from _proxy import FaultProxy
 from tiled_core.server import LocalTiledServer
 from tiled_core.transport import ConnectionFailed, RetryPolicy
@@ -73,13 +72,6 @@ def _fail(value):
 @pytest.fixture(scope="module")
 def key(ref_root):
     return seed(ref_root)
-
-
-@pytest.fixture(scope="module")
-def clients(proxy, tiled_server):
-    pool = Clients(proxy.uri, tiled_server.api_key)
-    yield pool
-    pool.close()
 
 
 @pytest.fixture

@@ -36,7 +36,8 @@ import pandas as pd
 import pytest
 from tiled.client import from_uri as ref_from_uri
 
-from _faults import FAULTS, FORWARDED, PERSISTENT, STALL, Clients, Crash, arm, expected_error, fast_client, timeout_for
+from _faults import FAULTS, FORWARDED, PERSISTENT, STALL, Crash, arm, expected_error, fast_client, timeout_for
+from _faults import clients  # noqa: F401  (a fixture)
 from _proxy import FaultProxy
 from tiled_core.client import from_uri
 from tiled_core.client._conflict import INCOMPLETE_SPEC
@@ -164,13 +165,6 @@ def rerun_top(proxy, tiled_server, top_key):
     client = from_uri(proxy.uri, api_key=tiled_server.api_key)
     yield client[top_key]
     client.context.close()
-
-
-@pytest.fixture(scope="module")
-def clients(proxy, tiled_server):
-    pool = Clients(proxy.uri, tiled_server.api_key)
-    yield pool
-    pool.close()
 
 
 @pytest.fixture
