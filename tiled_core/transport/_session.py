@@ -310,7 +310,8 @@ class Session:
                 return attempt()
             except _RetryableStatus as exc:
                 error, wait = exc.error, exc.retry_after
-                retry = idempotent
+                # A 429 is a refusal before any work (rate limiting): safe to resend any method.
+                retry = idempotent or error.status == 429
             except httpx.ConnectError as exc:
                 if _tls_failure(exc):  # the same next time: not retried
                     raise ConnectionFailed(
@@ -318,6 +319,9 @@ class Session:
                         "verify= need the server's CA bundle?") from None
                 # Nothing reached the server: safe to retry any method.
                 error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
+            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Never sent (no connection, or none free in the pool in time): safe to retry any method.
+                error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, True
             except httpx.TimeoutException as exc:
                 error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, idempotent
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
@@ -336,8 +340,9 @@ class Session:
             delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
             elapsed = time.monotonic() - start
             if not retry or tries >= policy.attempts or elapsed + delay > policy.deadline:
-                if retry and tries > 1:
-                    error.add_note(f"gave up after {tries} attempts in {elapsed:.1f}s")
+                if retry:  # say why it stopped, even when the deadline left no room for a second try
+                    error.add_note(f"gave up after {tries} attempt{'s' if tries > 1 else ''} in {elapsed:.1f}s "
+                                   f"(retry limits: {policy.attempts} attempts, {policy.deadline:g}s)")
                 raise error
             time.sleep(delay)
 
