@@ -171,9 +171,25 @@ def _run_listing(args) -> int:
         node.context.close()
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; unknown arguments are an error that does not repeat them.
+
+    argparse would echo them, and one may be an API key typed out of habit
+    (``--api-key KEY``, as the reference CLI takes it) that should not land in logs.
+    """
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        options = sorted({arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")})
+        named = f" ({', '.join(options)})" if options else ""
+        parser.error(f"{len(unknown)} unrecognized argument(s){named}, values not shown; API keys are read "
+                     f"only from {DEFAULT_KEY} (or {SOURCE_KEY} / {DEST_KEY}), never from the command line")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     from .transport import TiledError
 
     try:

@@ -220,11 +220,11 @@ def _profile_files(directory: Path) -> list[Path]:
 _VARIABLE = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 
 
-def _expand(value: Any, missing: list[str]) -> Any:
+def _expand(value: Any, missing: list[str], used: dict[str, str] | None = None) -> Any:
     """Expand ``$VAR`` / ``${VAR}`` in every string value (not keys), recursively.
 
     ``$$`` gives a literal ``$``. An unset variable is left as written and its
-    name appended to *missing*.
+    name appended to *missing*; the variables expanded go into *used* (name -> value).
     """
     if isinstance(value, str):
 
@@ -233,6 +233,8 @@ def _expand(value: Any, missing: list[str]) -> Any:
                 return "$"
             name = match.group(2) or match.group(3)
             if name in os.environ:
+                if used is not None:
+                    used[name] = os.environ[name]
                 return os.environ[name]
             if name not in missing:
                 missing.append(name)
@@ -240,10 +242,19 @@ def _expand(value: Any, missing: list[str]) -> Any:
 
         return _VARIABLE.sub(substitute, value)
     if isinstance(value, collections.abc.Mapping):
-        return {key: _expand(item, missing) for key, item in value.items()}
+        return {key: _expand(item, missing, used) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_expand(item, missing) for item in value)
+        return type(value)(_expand(item, missing, used) for item in value)
     return value
+
+
+def _hide_expanded(text: str, used: dict[str, str]) -> str:
+    """``text`` with each expanded variable's value shown as ``${NAME}``: values may be secrets (API keys)."""
+    for name, value in sorted(used.items(), key=lambda item: -len(item[1])):
+        if len(value) >= 4:  # shorter values are no secrets, and would match everywhere
+            for shown in {value, repr(value)[1:-1]}:
+                text = text.replace(shown, "${%s}" % name)
+    return text
 
 
 # --------------------------------------------------------------- scanning
@@ -310,11 +321,12 @@ def _read_file(filepath: Path, strict: bool, bad_files: dict[Path, str]) -> list
             )
             continue
         missing: list[str] = []
-        content = _expand(raw, missing)
+        used: dict[str, str] = {}
+        content = _expand(raw, missing, used)
         entry = _Entry(name, filepath, content, missing)
         problem = _schema_problem(content)
         if problem is not None:
-            key, message = problem
+            key, message = problem[0], _hide_expanded(problem[1], used)
             where = f" at key {key!r}" if key else ""
             note = (
                 f" (unset environment variable(s) {', '.join(missing)} were left unexpanded)"

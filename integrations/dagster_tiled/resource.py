@@ -33,6 +33,7 @@ class TiledResource(ConfigurableResource):
     api_key: str | None = Field(
         default=None,
         description="API key; give it as EnvVar('TILED_API_KEY'). Unset: TILED_API_KEY from the environment.",
+        repr=False,  # resolved in a run, it is the key itself
     )
     profile: str | None = Field(default=None, description="Name of a Tiled profile to connect with instead of uri.")
     base_path: str = Field(default="", description="Container under which assets are stored, e.g. 'dagster/prod'.")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from ._tokens import cache_directory
+from ._tokens import cache_directory, private_directory
 
 __all__ = ["Cache", "CacheWarning", "CachedEntry", "CacheSlot", "cache_key", "identity_of", "storable"]
 
@@ -170,6 +170,16 @@ class CacheSlot:
         """Store the answer if it may be cached."""
         if storable(request_headers, status, headers):
             self.cache.store(self.key, status, headers, body)
+
+
+def _create_private(filepath: Path) -> None:
+    """Create the file (mode 0600, in a 0700 directory if that is new) unless it exists.
+
+    Bodies can be private data; SQLite gives its -wal and -shm files the database file's mode.
+    """
+    private_directory(filepath.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(filepath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _default_filepath() -> Path:
@@ -312,7 +322,7 @@ class Cache:
             conn = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
         else:
-            self._filepath.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self._filepath)
             conn = sqlite3.connect(self._filepath, timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache, no fsync per commit

@@ -30,6 +30,19 @@ def cache_directory() -> Path:
     return Path(os.environ.get("TILED_CACHE_DIR") or platformdirs.user_cache_dir("tiled-core"))
 
 
+def private_directory(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700 (``mkdir(parents=True)`` gives parents 0755).
+
+    Directories that exist already are left as they are: their mode is the user's choice.
+    """
+    missing = []
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
 def token_file_for(api_uri: str, directory: str | os.PathLike | None = None) -> Path:
     """The token file for one server (its API URI, quoted into a file name)."""
     base = Path(directory) if directory is not None else cache_directory() / "tiled_core_tokens"
@@ -150,7 +163,7 @@ class FileTokenStore(TokenStore):
         return True
 
     def _ensure_directory(self) -> None:
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(self._path.parent)
 
     def load(self) -> Tokens | None:
         try:
