@@ -65,10 +65,10 @@ def _entry_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, view: memoryvi
     if info.compress_type != zipfile.ZIP_STORED:
         try:
             return archive.read(info)
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as exc:  # zlib: a garbled deflate stream
             raise MalformedResponse(f"awkward buffer {info.filename!r} cannot be read ({exc})") from None
-    start = info.header_offset
-    if start + _LOCAL_HEADER.size > len(view):
+    start = info.header_offset  # from the central directory: may point anywhere, even before the start
+    if start < 0 or start + _LOCAL_HEADER.size > len(view):
         raise MalformedResponse(f"awkward payload is truncated inside buffer {info.filename!r}")
     signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(view, start)
     if signature != _LOCAL_SIGNATURE:
