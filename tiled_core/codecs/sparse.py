@@ -97,7 +97,12 @@ def check_coo_parts(coords, data, shape: tuple[int, ...] | None = None) -> tuple
         if coords.size and ((coords.min(axis=1) < 0).any() or (coords.max(axis=1) >= np.asarray(shape)).any()):
             raise ValueError(f"coords fall outside shape {tuple(shape)}")
     # Arrow takes native byte order only: swap here rather than fail once the node exists.
-    return _native(coords), _native(data)
+    coords, data = _native(coords), _native(data)
+    if data.dtype == np.dtype("M8[D]") and data.size:  # Arrow's date32 would wrap these silently
+        days = data.view("i8")[~np.isnat(data)]
+        if days.size and (days.min() < -(2**31) or days.max() >= 2**31):
+            raise ValueError("dates more than 5.8 million years from 1970 cannot be sent (Arrow's date32)")
+    return coords, data
 
 
 #: Time units Arrow has for numpy's datetime64 ("M") and timedelta64 ("m"); no multiples like [2s].
