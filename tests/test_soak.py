@@ -69,8 +69,8 @@ def _rss() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-def _connections_to(port: int) -> int:
-    """Established TCP connections from this process to ``port`` (its own sockets only)."""
+def _sockets_to(port: int) -> set[str]:
+    """Inodes of this process's established TCP connections to ``port``."""
     inodes = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -79,7 +79,7 @@ def _connections_to(port: int) -> int:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    count = 0
+    found = set()
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         with open(table) as lines:
             next(lines)
@@ -87,21 +87,25 @@ def _connections_to(port: int) -> int:
                 fields = line.split()
                 remote_port = int(fields[2].rsplit(":", 1)[1], 16)
                 if remote_port == port and fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
-                    count += 1
-    return count
+                    found.add(fields[9])
+    return found
 
 
 class _Monitor(threading.Thread):
-    """Samples this process's connections to the server until stopped; keeps the maximum."""
+    """Samples the connections to the server opened after it started (the soak client's); keeps the maximum.
+
+    Connections other fixtures' clients keep alive to the same server are left out.
+    """
 
     def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
         self.port, self.peak, self.samples = port, 0, 0
+        self.foreign = _sockets_to(port)
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.02):
-            self.peak = max(self.peak, _connections_to(self.port))
+            self.peak = max(self.peak, len(_sockets_to(self.port) - self.foreign))
             self.samples += 1
 
 
