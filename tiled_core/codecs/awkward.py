@@ -40,7 +40,7 @@ def decode_buffers_zip(body: bytes | memoryview, expected: Mapping[str, np.dtype
     try:
         archive = zipfile.ZipFile(io.BytesIO(view))
         entries = {info.filename: info for info in archive.infolist()}
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:  # e.g. "zip file version 8.4"
         raise MalformedResponse(f"awkward payload is not a complete zip archive ({exc})") from None
     missing = [key for key in expected if key not in entries]
     if missing:
@@ -62,13 +62,16 @@ def decode_buffers_zip(body: bytes | memoryview, expected: Mapping[str, np.dtype
 
 
 def _entry_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, view: memoryview):
+    if info.flag_bits & 0x41:  # encrypted (bit 0) or strongly encrypted (bit 6): zipfile raises RuntimeError
+        raise MalformedResponse(f"awkward buffer {info.filename!r} is marked encrypted")
     if info.compress_type != zipfile.ZIP_STORED:
         try:
             return archive.read(info)
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+        # zlib.error: a garbled deflate stream; NotImplementedError: a compression method zipfile lacks
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error, NotImplementedError) as exc:
             raise MalformedResponse(f"awkward buffer {info.filename!r} cannot be read ({exc})") from None
-    start = info.header_offset
-    if start + _LOCAL_HEADER.size > len(view):
+    start = info.header_offset  # from the central directory: may point anywhere, even before the start
+    if start < 0 or start + _LOCAL_HEADER.size > len(view):
         raise MalformedResponse(f"awkward payload is truncated inside buffer {info.filename!r}")
     signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(view, start)
     if signature != _LOCAL_SIGNATURE:
@@ -98,13 +101,20 @@ def expected_buffers(form: dict) -> dict[str, np.dtype]:
 
 
 def array_from_buffers(form: dict, length: int, buffers: Mapping[str, np.ndarray]):
-    """``form`` + ``length`` + buffers -> ``awkward.Array``; inconsistent buffers are MalformedResponse."""
+    """``form`` + ``length`` + buffers -> ``awkward.Array``; buffers that do not fit the form, or
+    offsets, indices or tags outside their content, are MalformedResponse."""
     import awkward as ak
 
     try:
-        return ak.from_buffers(ak.forms.from_dict(form), length, buffers, allow_noncanonical_form=True)
+        array = ak.from_buffers(ak.forms.from_dict(form), length, buffers, allow_noncanonical_form=True)
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise MalformedResponse(f"awkward buffers do not match the form ({exc})") from None
+    # from_buffers checks only buffer lengths: offsets, indices and union tags pointing outside
+    # their content would be read out of bounds later. The check costs ~10 ms per 100 MB.
+    problem = ak.validity_error(array)
+    if problem:
+        raise MalformedResponse(f"awkward buffers are inconsistent: {problem}")
+    return array
 
 
 def decode_awkward_zip(body: bytes | memoryview, form: dict, length: int):

@@ -19,10 +19,17 @@ def _columns(body) -> dict[str, np.ndarray]:
     columns = {}
     for name in table.column_names:
         column = table.column(name)
-        if column.null_count:
+        # Nulls stand for nothing here, except in time columns: that is how Arrow sends NaT.
+        if column.null_count and not _is_time(column.type):
             raise MalformedResponse(f"sparse payload column {name!r} has nulls")
         columns[name] = column.to_numpy()
     return columns
+
+
+def _is_time(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_timestamp(arrow_type) or pa.types.is_duration(arrow_type) or pa.types.is_date32(arrow_type)
 
 
 def decode_coo_arrow(body: bytes | memoryview, shape: tuple[int, ...]):
@@ -70,7 +77,7 @@ def check_coo_parts(coords, data, shape: tuple[int, ...] | None = None) -> tuple
     """Validate COO ``coords`` (ndim x nnz integers) and ``data`` (nnz values) for upload.
 
     With ``shape``, the coordinates must have one row per dimension and lie inside it.
-    Raises ValueError or TypeError.
+    Returns them in native byte order. Raises ValueError or TypeError.
     """
     coords = np.asarray(coords)
     data = np.asarray(data)
@@ -82,14 +89,38 @@ def check_coo_parts(coords, data, shape: tuple[int, ...] | None = None) -> tuple
         raise TypeError(f"coords must be integers, not {coords.dtype}")
     if data.ndim != 1 or len(data) != coords.shape[1]:
         raise ValueError(f"data must be 1-D with one value per coordinate ({coords.shape[1]}), not shape {data.shape}")
-    if data.dtype.kind in "OV":
-        raise TypeError(f"sparse data of dtype {data.dtype} cannot be sent to a Tiled server")
+    if not _arrow_can_hold(data.dtype):
+        raise TypeError(f"sparse data of dtype {data.dtype} cannot be sent to a Tiled server (Arrow has no such type)")
     if shape is not None:
         if coords.shape[0] != len(shape):
             raise ValueError(f"coords has {coords.shape[0]} rows; the array has {len(shape)} dimensions")
         if coords.size and ((coords.min(axis=1) < 0).any() or (coords.max(axis=1) >= np.asarray(shape)).any()):
             raise ValueError(f"coords fall outside shape {tuple(shape)}")
+    # Arrow takes native byte order only: swap here rather than fail once the node exists.
+    coords, data = _native(coords), _native(data)
+    if data.dtype == np.dtype("M8[D]") and data.size:  # Arrow's date32 would wrap these silently
+        days = data.view("i8")[~np.isnat(data)]
+        if days.size and (days.min() < -(2**31) or days.max() >= 2**31):
+            raise ValueError("dates more than 5.8 million years from 1970 cannot be sent (Arrow's date32)")
     return coords, data
+
+
+#: Time units Arrow has for numpy's datetime64 ("M") and timedelta64 ("m"); no multiples like [2s].
+_ARROW_TIME_UNITS = {"M": ("D", "s", "ms", "us", "ns"), "m": ("s", "ms", "us", "ns")}
+
+
+def _arrow_can_hold(dtype: np.dtype) -> bool:
+    """Whether Arrow, the sparse wire format, keeps values of ``dtype`` as they are."""
+    if dtype.kind in "OVc":
+        return False
+    if dtype.kind in _ARROW_TIME_UNITS:
+        unit, count = np.datetime_data(dtype)
+        return count == 1 and unit in _ARROW_TIME_UNITS[dtype.kind]
+    return True
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def encode_coo_arrow(coords, data) -> memoryview:

@@ -45,7 +45,8 @@ def decode_arrow(body: bytes | bytearray | memoryview) -> "pyarrow.Table":
         # Full validation (offsets, UTF-8, dictionary indices) costs ~1% of a loopback read
         # and keeps a garbled body from crashing the conversion to pandas.
         table.validate(full=True)
-    except (pa.ArrowException, OSError) as exc:  # pyarrow raises OSError for a broken footer
+    # pyarrow raises OSError for a broken footer, UnicodeDecodeError for a garbled field name.
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         kind = "file" if is_file else "stream"
         raise MalformedResponse(f"undecodable Arrow IPC {kind} body of {buffer.size} bytes: {exc}") from None
     return table
@@ -144,8 +145,10 @@ def decode_schema(uri: str) -> "pyarrow.Schema":
         raise MalformedResponse(f"arrow_schema does not start with {ARROW_SCHEMA_PREFIX!r}")
     try:
         raw = base64.b64decode(uri[len(ARROW_SCHEMA_PREFIX):], validate=True)
-        return pa.ipc.read_schema(pa.py_buffer(raw))
-    except (ValueError, pa.ArrowInvalid, pa.ArrowIOError) as exc:
+        schema = pa.ipc.read_schema(pa.py_buffer(raw))
+        schema.names  # decoded lazily: a garbled name would raise UnicodeDecodeError later, anywhere
+        return schema
+    except (ValueError, pa.ArrowInvalid, pa.ArrowIOError) as exc:  # ValueError includes UnicodeDecodeError
         raise MalformedResponse(f"undecodable arrow_schema: {exc}") from None
 
 

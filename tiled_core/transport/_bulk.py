@@ -60,7 +60,7 @@ def _ssl_context(verify: bool | str | ssl.SSLContext) -> ssl.SSLContext:
 class BulkReader:
     """A small keep-alive pool of ``http.client`` connections for big GETs."""
 
-    def __init__(self, base_url: str, *, verify, timeouts: Timeouts, max_idle: int) -> None:
+    def __init__(self, base_url: str, *, verify, timeouts: Timeouts, max_idle: int, max_open: int) -> None:
         parts = urlsplit(base_url)
         self._scheme = parts.scheme
         self._host = parts.hostname or "localhost"
@@ -70,6 +70,9 @@ class BulkReader:
         self._idle: list[http.client.HTTPConnection] = []
         self._max_idle = max_idle
         self._lock = threading.Lock()
+        # One slot per request in flight. A connection is opened only when none is idle, so
+        # connections open (idle or busy) never outnumber the slots.
+        self._slots = threading.BoundedSemaphore(max_open)
 
     def _checkout(self) -> http.client.HTTPConnection:
         with self._lock:
@@ -98,8 +101,17 @@ class BulkReader:
         when the request carried ``If-None-Match`` and the server's copy matches.
         Raises the status's ServerError, ``MalformedResponse`` when the server
         announces another size or an encoding, ``TruncatedResponse`` when the
-        body ends early, ``ConnectionFailed``/``RequestTimeout`` on socket trouble.
+        body ends early, ``ConnectionFailed``/``RequestTimeout`` on socket trouble
+        or when no connection is free within the pool timeout.
         """
+        if not self._slots.acquire(timeout=self._timeouts.pool):  # None: wait as long as it takes
+            raise RequestTimeout(f"no free connection for {url} within {self._timeouts.pool:g}s (max_connections)")
+        try:
+            return self._read_into(target, headers, out, url=url, auth_hint=auth_hint)
+        finally:
+            self._slots.release()
+
+    def _read_into(self, target: str, headers: dict[str, str], out: memoryview, *, url: str, auth_hint: str | None):
         connection = self._checkout()
         kept_alive = connection.sock is not None
         reusable = False

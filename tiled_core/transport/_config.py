@@ -66,7 +66,12 @@ class Timeouts:
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Connection pool size and how many requests one bulk operation runs at once."""
+    """Connection pool size and how many requests one bulk operation runs at once.
+
+    ``max_connections`` bounds every socket a session opens to its server: with
+    the direct path for large downloads, half of them are that path's, the
+    rest httpx's.
+    """
 
     max_connections: int = 16
     max_keepalive_connections: int = 16
@@ -80,11 +85,10 @@ class Limits:
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
 
-    def to_httpx(self) -> httpx.Limits:
-        return httpx.Limits(
-            max_connections=self.max_connections,
-            max_keepalive_connections=self.max_keepalive_connections,
-        )
+    def to_httpx(self, reserved: int = 0) -> httpx.Limits:
+        """httpx's pool: ``max_connections`` less the ``reserved`` ones another path may hold."""
+        pool = self.max_connections - reserved
+        return httpx.Limits(max_connections=pool, max_keepalive_connections=min(self.max_keepalive_connections, pool))
 
 
 def _env_float(name: str, default: float) -> float:

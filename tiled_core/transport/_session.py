@@ -203,17 +203,21 @@ class Session:
         base_headers.update(_check_headers(headers))
         verify = _check_verify(verify)
         if http_client is None:
+            direct = bulk_supported(self._base_url, trust_env) and self.limits.max_connections > 1
+            # The direct path's sockets count against max_connections too: half for it, the rest for httpx.
+            direct_share = self.limits.max_connections // 2 if direct else 0
             self._http = httpx.Client(
                 timeout=self.timeouts.to_httpx(),
-                limits=self.limits.to_httpx(),
+                limits=self.limits.to_httpx(reserved=direct_share),
                 verify=verify,
                 trust_env=trust_env,
                 headers=base_headers,
                 follow_redirects=True,
             )
             self._bulk = (
-                BulkReader(self._base_url, verify=verify, timeouts=self.timeouts, max_idle=self.limits.concurrency)
-                if bulk_supported(self._base_url, trust_env)
+                BulkReader(self._base_url, verify=verify, timeouts=self.timeouts,
+                           max_idle=min(self.limits.concurrency, direct_share), max_open=direct_share)
+                if direct
                 else None
             )
         else:
