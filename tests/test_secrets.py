@@ -328,6 +328,7 @@ _NOT_REACHED = {
     "WorkerCredential": "made by share_credentials: checked in test_distributed_task_specs_and_logs",
     "HandlerTable": "built per call from TiledIOManager.type_handlers(), whose handlers are reached",
     "TiledCopy": "a frozen dataclass of paths and resource names (no credential field)",
+    "WriteTarget": "a dataclass of a client (whose repr is checked) and a flag",
 }
 
 
