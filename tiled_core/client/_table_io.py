@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from ..codecs.table import ARROW_FILE, decode_arrow, encode_arrow
+from ..distributed._limits import SQL_TABLES
 from ..transport import ClientError, Session
 
 MiB = 1 << 20
@@ -123,10 +124,12 @@ def read_table(session: Session, path: tuple[str, ...], npartitions: int, column
             if npartitions <= 1 or not _too_large(error):
                 raise  # else the table grew since it was seen: fall back to partitions
     if tables is None:
-        tables = session.run_concurrently(
-            lambda i: fetch(session, path, partition=i, columns=columns), range(npartitions),
-            concurrency=None if parallel else 1,
-        )
+        if parallel:
+            tables = session.run_concurrently(lambda i: fetch(session, path, partition=i, columns=columns),
+                                              range(npartitions))
+        else:
+            with SQL_TABLES:  # not even alongside another thread's SQL table read
+                tables = [fetch(session, path, partition=i, columns=columns) for i in range(npartitions)]
     table = concat(tables)
     with _SEEN_LOCK:
         notes.sizes.update((name, table.column(name).nbytes) for name in table.column_names)

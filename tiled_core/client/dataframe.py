@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-import threading
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -171,19 +170,16 @@ def _partition_first(partition, dataframe, name: str):
     return partition, dataframe
 
 
-_SERIAL = threading.Lock()
-
-
 def _read_partition_task(handle, path, columns, serial, partition):
     """A Dask task: read one partition on whichever thread or worker runs it.
 
     ``serial`` (tables not stored as Parquet): one such read at a time in this
     process, because the server's SQL adapter fails under concurrent reads.
     """
-    from ..distributed._limits import request_slot
+    from ..distributed._limits import SQL_TABLES, request_slot
 
     # The per-process slot keeps a big cluster from flooding the server (see tiled_core.distributed).
-    with _SERIAL if serial else contextlib.nullcontext(), request_slot(handle.base_url):
+    with SQL_TABLES if serial else contextlib.nullcontext(), request_slot(handle.base_url):
         return to_pandas(_table_io.fetch(handle.get(), path, partition=partition, columns=columns))
 
 

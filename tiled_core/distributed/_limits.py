@@ -53,6 +53,12 @@ def set_worker_concurrency(n: int) -> int:
     return n
 
 
+#: One request to SQL-backed (appendable) tables at a time in this process, whatever the server:
+#: tiled 0.2.20's SQL adapter shares one database connection between requests, and concurrent ones
+#: fail (500, "no transaction is active") or crash the server process.
+SQL_TABLES = threading.Lock()
+
+
 @contextlib.contextmanager
 def request_slot(base_url: str) -> Iterator[None]:
     """Hold one of this process's request slots for ``base_url``."""

@@ -26,7 +26,7 @@ import numpy as np
 from ..codecs.array import OCTET_STREAM, byte_view
 from ..transport import Session
 from ._handles import SessionHandle
-from ._limits import request_slot
+from ._limits import SQL_TABLES, request_slot
 
 __all__ = ["FamilyTransfer", "TRANSFERS", "TransferBatch", "Unit", "move", "run_batch", "transfer_for"]
 
@@ -140,7 +140,8 @@ def _sql_append(source: Session, source_path, dest: Session, dest_path, unit: Un
     import pyarrow as pa
 
     params = _partition_param(unit.index)
-    body = source.get_bytes(f"table/partition/{_path(source_path)}", params, accept=ARROW_FILE)
+    with SQL_TABLES:
+        body = source.get_bytes(f"table/partition/{_path(source_path)}", params, accept=ARROW_FILE)
     table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
     pandas_meta = json.loads((table.schema.metadata or {}).get(b"pandas", b"{}"))
     index = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
@@ -149,8 +150,9 @@ def _sql_append(source: Session, source_path, dest: Session, dest_path, unit: Un
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     payload = sink.getvalue()
-    dest.send("PATCH", f"table/partition/{_path(dest_path)}", params=params, content=memoryview(payload),
-              content_type=ARROW_FILE)
+    with SQL_TABLES:
+        dest.send("PATCH", f"table/partition/{_path(dest_path)}", params=params, content=memoryview(payload),
+                  content_type=ARROW_FILE)
     return payload.size
 
 
