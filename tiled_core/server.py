@@ -117,6 +117,10 @@ class LocalTiledServer:
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def has_crashed(self) -> bool:
+        """True when the process ended by itself (not through ``stop()`` or ``kill()``)."""
+        return self._process is not None and self._process.poll() is not None
+
     def start(self) -> "LocalTiledServer":
         if self.is_running():
             return self
