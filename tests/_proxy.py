@@ -1,19 +1,38 @@
 """A tiny fault-injecting HTTP/1.1 proxy on loopback, for reliability tests.
 
 It forwards every request to a real upstream server and, when told to,
-damages the answer to the next matching request(s):
+damages the answer to the next matching request(s). Each fault method takes
+``times`` (how many matching requests it hits; None: all), ``match`` (a
+substring of the request target), ``method`` (e.g. ``"PUT"``) and ``skip``
+(let that many matching requests through first, to strike mid-operation):
 
-* ``cut(n)``: send the real status line and headers (with the real
-  ``Content-Length``), then only the first ``n`` bytes of the body, then close
+* ``cut(at)``: send the real status line and headers (with the real
+  ``Content-Length``), then only the first ``at`` bytes of the body, then close
   the connection -- a truncated response.
+* ``reset(at=None)``: forward the request (the server does the work), then
+  abort the connection with a TCP RST (``SO_LINGER`` 0): before any response
+  byte (``at=None``) or after the headers and ``at`` body bytes.
+* ``stall(seconds, at=None)``: forward, then hold the answer ``seconds``
+  before its first byte (``at=None``) or after the headers and ``at`` body
+  bytes; the rest follows if the client still listens.
 * ``respond(status, ...)``: answer with a canned status, headers and body
-  instead of forwarding (e.g. 503 with ``Retry-After``).
-* ``drop()``: close the connection without answering.
+  instead of forwarding (e.g. 429 or 503 with ``Retry-After``: see
+  ``status()``).
+* ``drop()``: close the connection without answering (nothing forwarded).
+* ``hook(fn)``: call ``fn(method, target)`` before forwarding (e.g. kill the
+  server mid-operation), then forward as usual.
+* ``chaos(seed=, rate=, kinds=)``: a random fault from ``kinds`` on a fraction
+  ``rate`` of matching requests, drawn from ``random.Random(seed)`` in arrival
+  order (reproducible for sequential clients).
+
+``at`` is a byte count (int) or a fraction of the body (float, e.g. 0.5).
+Faults are tried in the order they were added; the first that applies wins.
 
 It also records every request it sees (``requests``: ``(method, target,
-headers)``) and the status of every forwarded answer (``responses``:
-``(method, target, status)``), so tests can count round trips, inspect URLs
-and see revalidations (304).
+headers)``), the status of every forwarded answer (``responses``: ``(method,
+target, status)``) and every fault applied (``applied``: ``(kind, method,
+target)``), so tests can count round trips, inspect URLs and see
+revalidations (304).
 
 Only what the tests need: keep-alive, Content-Length and chunked request
 bodies; upstream responses are read whole (``http.client`` decodes chunked
@@ -24,24 +43,36 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import random
 import socket
+import struct
 import threading
+from collections.abc import Callable, Sequence
 
-__all__ = ["FaultProxy"]
+__all__ = ["FaultProxy", "CHAOS_KINDS"]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
+
+#: What ``chaos`` picks from by default: every fault a client must survive.
+CHAOS_KINDS = ("reset", "reset_mid", "stall", "stall_mid", "cut", "drop", "429", "502", "503", "504")
 
 
 @dataclasses.dataclass
 class _Fault:
-    kind: str  # "cut", "respond" or "drop"
+    kind: str  # "cut", "reset", "stall", "respond", "drop", "hook" or "chaos"
     times: int | None  # None: every matching request
     match: str | None  # substring of the request target, or None for any
     method: str | None = None  # only requests with this method, or None for any
-    nbytes: int = 0
+    skip: int = 0  # matching requests let through before this fault starts
+    at: int | float | None = None  # where in the body (bytes, or a fraction of it); None: before any byte
+    seconds: float = 0.0
     status: int = 0
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    hook: Callable[[str, str], None] | None = None
+    rng: random.Random | None = None  # chaos: the seeded draw
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ()
 
     def applies(self, method: str, target: str) -> bool:
         return (
@@ -49,6 +80,33 @@ class _Fault:
             and (self.match is None or self.match in target)
             and (self.method is None or self.method == method)
         )
+
+    def offset(self, size: int) -> int:
+        """Where in a body of ``size`` bytes this fault strikes."""
+        if self.at is None:
+            return 0
+        if isinstance(self.at, float):
+            return int(size * self.at)
+        return self.at
+
+    def draw(self) -> "_Fault | None":
+        """Chaos: a concrete fault for this request, or None to let it through."""
+        if self.rng.random() >= self.rate:
+            return None
+        kind = self.rng.choice(self.kinds)
+        if kind.isdigit():
+            retry_after = (("Retry-After", "0"),) if kind in ("429", "503") else ()
+            return _status_fault(int(kind), retry_after, times=1, match=None)
+        mid = 0.5 if kind.endswith("_mid") or kind == "cut" else None
+        base = kind.removesuffix("_mid")
+        return _Fault(base, 1, None, at=mid, seconds=self.seconds)
+
+
+def _status_fault(status: int, headers: tuple[tuple[str, str], ...], *, times, match, method=None,
+                  skip: int = 0) -> _Fault:
+    body = b'{"detail": "injected %d"}' % status
+    headers = (("content-type", "application/json"), *headers)
+    return _Fault("respond", times, match, method, skip, status=status, headers=headers, body=body)
 
 
 class FaultProxy:
@@ -64,9 +122,11 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._closed = False
+        self._stop = threading.Event()  # wakes stalls when the proxy closes
         self._sockets: set[socket.socket] = set()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.responses: list[tuple[str, str, int]] = []
+        self.applied: list[tuple[str, str, str]] = []
         self.faults_applied = 0
         self._thread = threading.Thread(target=self._accept_loop, name="fault-proxy", daemon=True)
         self._thread.start()
@@ -77,25 +137,62 @@ class FaultProxy:
         """The proxied API base, ``http://127.0.0.1:<port>/api/v1``."""
         return f"http://127.0.0.1:{self.port}/api/v1"
 
-    def cut(self, nbytes: int, *, times: int | None = 1, match: str | None = None,
-            method: str | None = None) -> None:
-        """Truncate the body of the next ``times`` matching responses (None: all) after ``nbytes``."""
+    def _add(self, fault: _Fault) -> None:
         with self._lock:
-            self._faults.append(_Fault("cut", times, match, method, nbytes=nbytes))
+            self._faults.append(fault)
 
-    def drop(self, *, times: int | None = 1, match: str | None = None, method: str | None = None) -> None:
+    def cut(self, nbytes: int | float, *, times: int | None = 1, match: str | None = None,
+            method: str | None = None, skip: int = 0) -> None:
+        """Truncate the body of the next ``times`` matching responses (None: all) after ``nbytes``."""
+        self._add(_Fault("cut", times, match, method, skip, at=nbytes))
+
+    def reset(self, at: int | float | None = None, *, times: int | None = 1, match: str | None = None,
+              method: str | None = None, skip: int = 0) -> None:
+        """Forward, then abort with a TCP RST before the answer (``at=None``) or ``at`` bytes into its body."""
+        self._add(_Fault("reset", times, match, method, skip, at=at))
+
+    def stall(self, seconds: float, at: int | float | None = None, *, times: int | None = 1,
+              match: str | None = None, method: str | None = None, skip: int = 0) -> None:
+        """Forward, then hold the answer ``seconds`` before its first byte (``at=None``) or ``at`` bytes into its body."""
+        self._add(_Fault("stall", times, match, method, skip, at=at, seconds=seconds))
+
+    def drop(self, *, times: int | None = 1, match: str | None = None, method: str | None = None,
+             skip: int = 0) -> None:
         """Close the connection instead of answering (nothing is forwarded upstream)."""
-        with self._lock:
-            self._faults.append(_Fault("drop", times, match, method))
+        self._add(_Fault("drop", times, match, method, skip))
 
     def respond(self, status: int, *, headers: dict[str, str] | None = None, body: bytes = b"",
-                times: int | None = 1, match: str | None = None, method: str | None = None) -> None:
+                times: int | None = 1, match: str | None = None, method: str | None = None,
+                skip: int = 0) -> None:
         """Answer the next ``times`` matching requests with this canned response (not forwarded)."""
-        with self._lock:
-            self._faults.append(
-                _Fault("respond", times, match, method, status=status,
-                       headers=tuple((headers or {}).items()), body=body)
-            )
+        self._add(_Fault("respond", times, match, method, skip, status=status,
+                         headers=tuple((headers or {}).items()), body=body))
+
+    def status(self, status: int, *, retry_after: float | None = None, times: int | None = 1,
+               match: str | None = None, method: str | None = None, skip: int = 0) -> None:
+        """Answer with ``status`` and a JSON detail (a gateway error, or 429/503 with ``Retry-After``)."""
+        extra = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None else ()
+        self._add(_status_fault(status, extra, times=times, match=match, method=method, skip=skip))
+
+    def hook(self, fn: Callable[[str, str], None], *, times: int | None = 1, match: str | None = None,
+             method: str | None = None, skip: int = 0) -> None:
+        """Call ``fn(method, target)`` when a matching request arrives, then forward it."""
+        self._add(_Fault("hook", times, match, method, skip, hook=fn))
+
+    def chaos(self, *, seed: int, rate: float, kinds: Sequence[str] = CHAOS_KINDS, stall: float = 2.0,
+              times: int | None = None, match: str | None = None, method: str | None = None,
+              skip: int = 0) -> None:
+        """Apply a random fault from ``kinds`` (see ``CHAOS_KINDS``) to a fraction ``rate`` of matching requests.
+
+        Draws come from ``random.Random(seed)`` in the order requests arrive;
+        ``stall`` is the hold of the stall kinds; ``times`` caps the number of
+        matching requests considered (not the faults).
+        """
+        unknown = set(kinds) - set(CHAOS_KINDS)
+        if unknown:
+            raise ValueError(f"unknown chaos kinds {sorted(unknown)}; choose from {CHAOS_KINDS}")
+        self._add(_Fault("chaos", times, match, method, skip, rng=random.Random(seed), rate=rate,
+                         kinds=tuple(kinds), seconds=stall))
 
     def clear(self) -> None:
         """Forget pending faults and recorded requests."""
@@ -103,6 +200,7 @@ class FaultProxy:
             self._faults.clear()
             self.requests.clear()
             self.responses.clear()
+            self.applied.clear()
             self.faults_applied = 0
 
     def targets(self) -> list[str]:
@@ -111,6 +209,7 @@ class FaultProxy:
 
     def close(self) -> None:
         self._closed = True
+        self._stop.set()
         try:
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(): the port stops answering
         except OSError:
@@ -140,9 +239,18 @@ class FaultProxy:
         with self._lock:
             for fault in self._faults:
                 if fault.applies(method, target):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     if fault.times is not None:
                         fault.times -= 1
+                    if fault.kind == "chaos":
+                        fault = fault.draw()
+                        if fault is None:
+                            return None
                     self.faults_applied += 1
+                    self.applied.append((fault.kind if fault.kind != "respond" else str(fault.status),
+                                         method, target))
                     return fault
         return None
 
@@ -159,6 +267,7 @@ class FaultProxy:
     def _serve(self, client: socket.socket) -> None:
         upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
         reader = client.makefile("rb")
+        graceful = True  # False after a reset: no FIN
         try:
             while True:
                 request = _read_request(reader)
@@ -168,9 +277,10 @@ class FaultProxy:
                 with self._lock:
                     self.requests.append((method, target, dict(headers)))
                 fault = self._take_fault(method, target)
-                if fault is not None and fault.kind == "drop":
+                kind = fault.kind if fault is not None else None
+                if kind == "drop":
                     return
-                if fault is not None and fault.kind == "respond":
+                if kind == "respond":
                     extra = {k.lower() for k, _ in fault.headers}
                     head = [f"HTTP/1.1 {fault.status} {http.client.responses.get(fault.status, 'Error')}"]
                     head += [f"{k}: {v}" for k, v in fault.headers]
@@ -178,6 +288,8 @@ class FaultProxy:
                         head.append(f"content-length: {len(fault.body)}")
                     client.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + fault.body)
                     continue
+                if kind == "hook":
+                    fault.hook(method, target)
                 forward = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
                 try:
                     upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
@@ -188,7 +300,7 @@ class FaultProxy:
                     response = upstream.getresponse()
                     payload = response.read()
                 except (OSError, http.client.HTTPException):
-                    return
+                    return  # upstream gone (e.g. the server was killed): the client sees the connection close
                 with self._lock:
                     self.responses.append((method, target, response.status))
                 head = [f"HTTP/1.1 {response.status} {response.reason}"]
@@ -196,19 +308,36 @@ class FaultProxy:
                          if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
                 head.append(f"content-length: {len(payload)}")  # the full size, even when cutting
                 data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-                if fault is not None and fault.kind == "cut":
-                    client.sendall(data + payload[: fault.nbytes])
+                if kind == "cut":
+                    client.sendall(data + payload[: fault.offset(len(payload))])
                     return  # close: the client sees a body shorter than announced
+                if kind == "reset":
+                    if fault.at is not None:
+                        client.sendall(data + payload[: fault.offset(len(payload))])
+                    graceful = False
+                    return
+                if kind == "stall":
+                    sent = 0 if fault.at is None else fault.offset(len(payload))
+                    if fault.at is not None:
+                        client.sendall(data + payload[:sent])
+                    if self._stop.wait(fault.seconds):
+                        return
+                    client.sendall((data if fault.at is None else b"") + payload[sent:])
+                    continue
                 client.sendall(data + payload)
         except OSError:
             return
         finally:
             upstream.close()
             reader.close()
-            try:
-                client.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            if graceful:
+                try:
+                    client.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            else:
+                # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             with self._lock:
                 self._sockets.discard(client)

@@ -8,7 +8,7 @@ Which layer retries what:
 
 | layer | retries | on | how long |
 |---|---|---|---|
-| tiled_core transport (``Session``) | every request | connection refused or reset, truncated body, 429 (after ``Retry-After``), 502/503/504; reads, PUT and DELETE only, and any request that never reached the server | 6 attempts within 45 s (``TILED_RETRY_ATTEMPTS``, ``TILED_RETRY_TIMEOUT``) |
+| tiled_core transport (``Session``) | every request | connection refused or reset, truncated body, 429 (after ``Retry-After``), 502/503/504; reads, PUT and DELETE only, and any request that never reached the server or was refused with 429 | 6 attempts within 45 s (``TILED_RETRY_ATTEMPTS``, ``TILED_RETRY_TIMEOUT``) |
 | these tasks | nothing by default (``retries=0``) | - | - |
 | your flow, if you want it | ``task.with_options(retries=N, retry_delay_seconds=S, retry_condition_fn=retry_on_outage)`` | only ``TransportError`` that survived the client's own retries, i.e. an outage longer than its deadline (a server restart) | your choice: S should exceed a restart |
 

@@ -75,6 +75,9 @@ class BulkReader:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
+        return self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
         timeout = self._timeouts.read
         if self._scheme == "https":
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._context)
@@ -98,13 +101,16 @@ class BulkReader:
         body ends early, ``ConnectionFailed``/``RequestTimeout`` on socket trouble.
         """
         connection = self._checkout()
+        kept_alive = connection.sock is not None
         reusable = False
         try:
             try:
                 connection.request("GET", target, headers=headers)
                 response = connection.getresponse()
             except http.client.RemoteDisconnected:
-                # A kept-alive connection the server had closed: one fresh try.
+                if not kept_alive:
+                    raise  # a new connection closed unanswered: the session's retry loop decides
+                # A kept-alive connection the server had closed meanwhile: one fresh try.
                 connection.close()
                 connection = self._checkout_fresh()
                 connection.request("GET", target, headers=headers)
@@ -158,7 +164,7 @@ class BulkReader:
             stale, self._idle = self._idle, []
         for connection in stale:
             connection.close()
-        return self._checkout()
+        return self._connect()
 
     def close(self) -> None:
         with self._lock:

@@ -83,8 +83,10 @@ def _env_float(name: str, default: float) -> float:
 class RetryPolicy:
     """When and how long to retry transient failures.
 
-    Only idempotent requests are retried, and only on connection errors,
-    truncated bodies, 429 (waiting for ``Retry-After``) and 502/503/504.
+    Only idempotent requests are retried (and any request refused with 429,
+    which the server did not act on, or that could not connect), and only on
+    connection errors, timeouts, truncated bodies, 429 (waiting for
+    ``Retry-After``) and 502/503/504.
     Backoff doubles from ``backoff`` up to ``max_backoff``; no retry starts
     after ``deadline`` seconds from the first attempt.
     """

@@ -258,7 +258,8 @@ class Session:
                 return attempt()
             except _RetryableStatus as exc:
                 error, wait = exc.error, exc.retry_after
-                retry = idempotent
+                # A 429 is a refusal before any work (rate limiting): safe to resend any method.
+                retry = idempotent or error.status == 429
             except httpx.ConnectError as exc:
                 # Nothing reached the server: safe to retry any method.
                 error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
@@ -274,8 +275,9 @@ class Session:
             delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
             elapsed = time.monotonic() - start
             if not retry or tries >= policy.attempts or elapsed + delay > policy.deadline:
-                if retry and tries > 1:
-                    error.add_note(f"gave up after {tries} attempts in {elapsed:.1f}s")
+                if retry:  # say why it stopped, even when the deadline left no room for a second try
+                    error.add_note(f"gave up after {tries} attempt{'s' if tries > 1 else ''} in {elapsed:.1f}s "
+                                   f"(retry limits: {policy.attempts} attempts, {policy.deadline:g}s)")
                 raise error
             time.sleep(delay)
 
