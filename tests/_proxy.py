@@ -291,16 +291,19 @@ class FaultProxy:
                 if kind == "hook":
                     fault.hook(method, target)
                 forward = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
+                kept_alive = upstream.sock is not None
                 try:
-                    upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-                    for k, v in forward:
-                        upstream.putheader(k, v)
-                    upstream.putheader("content-length", str(len(body)))
-                    upstream.endheaders(body)
-                    response = upstream.getresponse()
-                    payload = response.read()
+                    response, payload = _forward(upstream, method, target, forward, body)
                 except (OSError, http.client.HTTPException):
-                    return  # upstream gone (e.g. the server was killed): the client sees the connection close
+                    if not kept_alive:
+                        return  # upstream gone (e.g. the server was killed): the client sees the connection close
+                    # The server closes idle keep-alive connections: one fresh connection, as a gateway would.
+                    upstream.close()
+                    upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
+                    try:
+                        response, payload = _forward(upstream, method, target, forward, body)
+                    except (OSError, http.client.HTTPException):
+                        return  # upstream gone (e.g. the server was killed): the client sees the connection close
                 with self._lock:
                     self.responses.append((method, target, response.status))
                 head = [f"HTTP/1.1 {response.status} {response.reason}"]
@@ -341,6 +344,17 @@ class FaultProxy:
             client.close()
             with self._lock:
                 self._sockets.discard(client)
+
+
+def _forward(upstream: http.client.HTTPConnection, method: str, target: str, headers, body: bytes):
+    """Send one request upstream; ``(response, whole body)``."""
+    upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+    for k, v in headers:
+        upstream.putheader(k, v)
+    upstream.putheader("content-length", str(len(body)))
+    upstream.endheaders(body)
+    response = upstream.getresponse()
+    return response, response.read()
 
 
 def _read_request(reader):

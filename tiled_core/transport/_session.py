@@ -263,6 +263,9 @@ class Session:
             except httpx.ConnectError as exc:
                 # Nothing reached the server: safe to retry any method.
                 error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
+            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Never sent (no connection, or none free in the pool in time): safe to retry any method.
+                error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, True
             except httpx.TimeoutException as exc:
                 error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, idempotent
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
