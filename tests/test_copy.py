@@ -16,7 +16,7 @@ from tiled_core.client.sync import CopyError, CopyProgress, copy
 from tiled_core.server import LocalTiledServer
 from tiled_core.transport import Conflict, TransportError
 
-from _copy_helpers import assert_same_tree, count_nodes
+from _copy_helpers import assert_same_tree, count_nodes, read_table
 
 MiB = 1 << 20
 
@@ -200,7 +200,7 @@ def test_rerun_finishes_what_an_interruption_left(source, dest, ref_root, ref_de
     assert sorted(ref_dest) == sorted(keys)
     for key in keys:
         assert_same_tree({key: ref_root[source_tree][key]}, {key: ref_dest[key]}, ordered=False)
-    assert len(ref_dest["sqlgroup"]["sql"].read()) == 3  # recreated, not appended to
+    assert len(read_table(ref_dest["sqlgroup"]["sql"])) == 3  # recreated, not appended to
     assert summary.nodes == count_nodes(ref_dest)  # each was created, finished or (the covered table) re-sent
 
 
