@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
 
 from tiled_core.client._conflict import INCOMPLETE_SPEC
+
+
+def write_tree(ref_root, build, prefix: str) -> str:
+    """Key of a new container ``<prefix>-<random>`` under ``ref_root`` (reference client) filled by ``build``."""
+    parent = ref_root.create_container(f"{prefix}-{uuid.uuid4().hex[:8]}", metadata={"top": True})
+    build(parent)
+    return parent.item["id"]
 
 
 def count_nodes(ref_node) -> int:

@@ -8,7 +8,8 @@ reference client finds the destination identical to the source (keys in the
 source's order, metadata, specs, structures, data): nothing missing, nothing
 twice, no node still marked. Every case runs with the copy's own threads
 ("local") and with its data moved by the workers of the session's 2-worker
-LocalCluster ("cluster"); the chaos case, on the cluster only.
+LocalCluster ("cluster"); the chaos and source-restart cases, on the cluster
+only (their driver side is that of the others).
 
 The interruptions are deterministic: a progress callback (:class:`Tripwire`)
 turns a fault on once a few nodes are done, or a fault is aimed at one
@@ -31,7 +32,7 @@ from tiled_core.client._conflict import INCOMPLETE_SPEC
 from tiled_core.client.sync import CopyError, copy
 from tiled_core.server import LocalTiledServer
 
-from _copy_helpers import assert_same_tree, count_nodes, node_entry, read_table, snapshot
+from _copy_helpers import assert_same_tree, count_nodes, node_entry, read_table, snapshot, write_tree
 from _proxy import FaultProxy
 
 TRIP_AFTER = 3  # nodes done before the fault strikes: early, most of the copy is still to do
@@ -117,6 +118,13 @@ def check_what_is_left(expected: dict, ref_dest) -> list[str]:
     return sorted(todo + [path for path in expected if path and path not in seen])
 
 
+def ref_open(server):
+    """The reference client on ``server``'s root (close it after use)."""
+    from tiled.client import from_uri as ref_from_uri
+
+    return ref_from_uri(server.uri, api_key=server.api_key)
+
+
 # -- fixtures -----------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def fast_failures(monkeypatch):
@@ -135,9 +143,7 @@ def dask_runner(request):
 
 @pytest.fixture(scope="module")
 def source_key(ref_root):
-    parent = ref_root.create_container(f"cf-src-{uuid.uuid4().hex[:8]}", metadata={"top": True})
-    build_small_tree(parent)
-    return parent.item["id"]
+    return write_tree(ref_root, build_small_tree, "cf-src")
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +154,7 @@ def expected(ref_root, source_key):
 
 @pytest.fixture(scope="module")
 def ref_second(second_server):
-    from tiled.client import from_uri as ref_from_uri
-
-    client = ref_from_uri(second_server.uri, api_key=second_server.api_key)
+    client = ref_open(second_server)
     yield client
     client.context.close()
 
@@ -180,7 +184,8 @@ def spare(tmp_path_factory):
 
 @pytest.fixture
 def live_spare(spare):
-    if not spare.is_running():  # an earlier test failed while it was down
+    """The spare server, started again if an earlier test left it down."""
+    if not spare.is_running():
         spare.restart()
     return spare
 
@@ -193,13 +198,9 @@ def spare_proxy(spare):
 
 @pytest.fixture(scope="module")
 def spare_source_key(spare):
-    from tiled.client import from_uri as ref_from_uri
-
-    ref = ref_from_uri(spare.uri, api_key=spare.api_key)
+    ref = ref_open(spare)
     try:
-        parent = ref.create_container(f"cf-src-{uuid.uuid4().hex[:8]}", metadata={"top": True})
-        build_small_tree(parent)
-        return parent.item["id"]
+        return write_tree(ref, build_small_tree, "cf-src")
     finally:
         ref.context.close()
 
@@ -221,12 +222,6 @@ def connect():
 
 def fresh_container(client):
     return client.create_container(f"cf-dst-{uuid.uuid4().hex[:8]}")
-
-
-def ref_open(server):
-    from tiled.client import from_uri as ref_from_uri
-
-    return ref_from_uri(server.uri, api_key=server.api_key)
 
 
 def interrupted_then_rerun(runs, rerun, expected: dict, ref_dest_root, dest_path: str) -> None:
@@ -375,6 +370,7 @@ def test_dest_server_killed_mid_copy_then_rerun(dask_runner, live_spare, spare_p
     assert trip.fired.is_set()
 
 
+@pytest.mark.parametrize("dask_runner", ["cluster"], indirect=True)  # workers' sessions see the restart too
 def test_source_server_restarted_mid_copy_then_rerun(dask_runner, live_spare, spare_source_key, connect,
                                                      second_server, expected, ref_second):
     source = connect(live_spare.uri, live_spare, spare_source_key)
