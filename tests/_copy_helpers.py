@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
 
 from tiled_core.client._conflict import INCOMPLETE_SPEC
+
+
+def write_tree(ref_root, build, prefix: str) -> str:
+    """Key of a new container ``<prefix>-<random>`` under ``ref_root`` (reference client) filled by ``build``."""
+    parent = ref_root.create_container(f"{prefix}-{uuid.uuid4().hex[:8]}", metadata={"top": True})
+    build(parent)
+    return parent.item["id"]
 
 
 def count_nodes(ref_node) -> int:
@@ -18,17 +27,25 @@ def _array_print(array: np.ndarray) -> tuple:
     return array.dtype.str, array.shape, array.tobytes()
 
 
+def read_table(ref_node):
+    """A table read by the reference client one partition at a time.
+
+    Its default reads partitions concurrently, which can crash a 0.2.20
+    server holding the table in SQL (appendable tables): seen here twice.
+    """
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        return ref_node.read()
+
+
 def _data_print(node):
     """What ``node``'s data reads as, in a form that compares with ``==`` (NaN included)."""
     family = node.structure_family
     if family == "array":
         return _array_print(node.read())
     if family == "table":
-        import dask
-
-        # One partition at a time: concurrent reads can crash a 0.2.20 server's SQL (appendable) tables.
-        with dask.config.set(scheduler="synchronous"):
-            frame = node.read()
+        frame = read_table(node)
         return (list(frame.columns), [str(t) for t in frame.dtypes],
                 pd.util.hash_pandas_object(frame, index=True).tolist())
     if family == "sparse":
@@ -59,14 +76,18 @@ def _walk(container, ordered: bool, prefix: str, found: dict) -> list[str]:
     for key, node in container.items():
         keys.append(key)
         path = f"{prefix}{key}"
-        family = node.structure_family
-        specs = [(s.name, s.version) for s in node.specs]
-        if family == "container":
-            children = _walk(node, ordered, f"{path}/", found)
-            found[path] = (family, dict(node.metadata), specs, children, None)
-        else:
-            found[path] = (family, dict(node.metadata), specs, node.structure(), _data_print(node))
+        children = _walk(node, ordered, f"{path}/", found) if node.structure_family == "container" else None
+        found[path] = node_entry(node, children)
     return keys if ordered else sorted(keys)
+
+
+def node_entry(node, keys: list[str] | None = None) -> tuple:
+    """One node's ``snapshot`` entry; a container's ``keys`` are given (its children, as listed)."""
+    family = node.structure_family
+    specs = [(s.name, s.version) for s in node.specs]
+    if family == "container":
+        return family, dict(node.metadata), specs, keys, None
+    return family, dict(node.metadata), specs, node.structure(), _data_print(node)
 
 
 def assert_same_tree(a, b, ordered: bool = True, expected: dict | None = None) -> None:

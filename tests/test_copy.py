@@ -16,7 +16,7 @@ from tiled_core.client.sync import CopyError, CopyProgress, copy
 from tiled_core.server import LocalTiledServer
 from tiled_core.transport import Conflict, TransportError
 
-from _copy_helpers import assert_same_tree, count_nodes
+from _copy_helpers import assert_same_tree, count_nodes, read_table, write_tree
 
 MiB = 1 << 20
 
@@ -62,14 +62,11 @@ def build_tree(ref_parent) -> None:
     write_xarray_dataset(ref_parent, dataset, key="ds")
 
 
-
 # -- fixtures -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def source_tree(ref_root):
     """A tree of every family on the main server (written once by the reference client)."""
-    parent = ref_root.create_container(f"copy-src-{uuid.uuid4().hex[:8]}", metadata={"top": True})
-    build_tree(parent)
-    return parent.item["id"]
+    return write_tree(ref_root, build_tree, "copy-src")
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +197,7 @@ def test_rerun_finishes_what_an_interruption_left(source, dest, ref_root, ref_de
     assert sorted(ref_dest) == sorted(keys)
     for key in keys:
         assert_same_tree({key: ref_root[source_tree][key]}, {key: ref_dest[key]}, ordered=False)
-    assert len(ref_dest["sqlgroup"]["sql"].read()) == 3  # recreated, not appended to
+    assert len(read_table(ref_dest["sqlgroup"]["sql"])) == 3  # recreated, not appended to
     assert summary.nodes == count_nodes(ref_dest)  # each was created, finished or (the covered table) re-sent
 
 
