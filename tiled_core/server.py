@@ -219,12 +219,17 @@ class LocalTiledServer:
                 text = text.replace(secret, "***")
         return text
 
-    def _terminate(self) -> None:
+    def _release(self) -> subprocess.Popen | None:
+        """Forget the process and close our end of its guard's pipe; the process if it still runs."""
         process, self._process = self._process, None
         if process is None:
-            return
-        process.stdin.close()  # our end of the guard's pipe
-        if process.poll() is not None:
+            return None
+        process.stdin.close()
+        return process if process.poll() is None else None
+
+    def _terminate(self) -> None:
+        process = self._release()
+        if process is None:
             return
         try:
             os.killpg(process.pid, signal.SIGTERM)
@@ -238,11 +243,8 @@ class LocalTiledServer:
 
     def kill(self) -> None:
         """Stop the server abruptly (SIGKILL), keeping its directory: a crash."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.stdin.close()
-        if process.poll() is None:
+        process = self._release()
+        if process is not None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 

@@ -323,11 +323,11 @@ class Session:
                         "verify= need the server's CA bundle?") from None
                 # Nothing reached the server: safe to retry any method.
                 error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
-            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Never sent (no connection, or none free in the pool in time): safe to retry any method.
-                error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, True
             except httpx.TimeoutException as exc:
-                error, wait, retry = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None, idempotent
+                error, wait = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None
+                # A connect or pool timeout means it was never sent (no connection, or none free in
+                # time): safe to retry any method. A read or write timeout may follow the server acting.
+                retry = idempotent or isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 error, wait = _broken_connection(method, url, exc), None
                 retry = idempotent and not isinstance(error, MalformedResponse)
