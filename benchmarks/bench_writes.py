@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_foundation import MiB, AccessLog, compare, log, make_parser, save_json  # noqa: E402
 
-import tiled_core.client._upload as core_upload  # noqa: E402
+import tiled_core.client.writing._upload as core_upload  # noqa: E402
 from tiled_core.client import from_uri as core_from_uri  # noqa: E402
 from tiled_core.server import LocalTiledServer  # noqa: E402
 

@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from tiled_core.client._conflict import INCOMPLETE_SPEC
+from tiled_core.client.conflict import INCOMPLETE_SPEC
 
 
 def write_tree(ref_root, build, prefix: str) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from tiled_core.client import from_context, from_profile, from_uri
-from tiled_core.client._login import CannotPrompt
+from tiled_core.client.login._password import CannotPrompt
 from tiled_core.client.context import Context
 from tiled_core.transport import AuthenticationError, LoginRequired, PermissionDenied, token_file_for
 

@@ -20,7 +20,7 @@ import pytest
 
 from _checks import sends_no_request
 from tiled_core.client import from_uri
-from tiled_core.client._awkward_plan import has_default_form_keys, plan
+from tiled_core.client.reading._awkward_plan import has_default_form_keys, plan
 from tiled_core.client.awkward import AwkwardClient
 from tiled_core.codecs.awkward import decode_awkward_zip, encode_buffers_zip, pack_awkward
 from tiled_core.structures import AwkwardStructure

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tiled_core.client._conflict import INCOMPLETE_SPEC, begin_write, is_incomplete
-from tiled_core.client._upload import array_data_source
+from tiled_core.client.conflict import INCOMPLETE_SPEC, begin_write, is_incomplete
+from tiled_core.client.blocks import array_data_source
 from tiled_core.transport import Conflict
 
 

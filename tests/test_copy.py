@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tiled_core.client import from_uri
-from tiled_core.client._conflict import INCOMPLETE_SPEC
+from tiled_core.client.conflict import INCOMPLETE_SPEC
 from tiled_core.client.sync import CopyError, CopyProgress, copy
 from tiled_core.server import LocalTiledServer
 from tiled_core.transport import Conflict, TransportError
@@ -218,7 +218,7 @@ def test_a_checkpoint_lets_a_rerun_skip_stored_blocks(source, dest):
 
 
 def test_checkpoints_are_recorded_and_cleared(source, dest, monkeypatch):
-    from tiled_core.client import _copy_engine
+    from tiled_core.copy import _engine as _copy_engine
 
     monkeypatch.setattr(_copy_engine, "CHECKPOINT_SECONDS", 0.0)
     before = dest.context.session.request_count
@@ -231,7 +231,7 @@ def test_checkpoints_are_recorded_and_cleared(source, dest, monkeypatch):
 
 def test_interrupted_copy_fails_clearly_and_rerun_completes(tmp_path, second_server, ref_dest_root, monkeypatch):
     """The source server dies mid-copy: a clear error; after it is back, a rerun completes the copy."""
-    from tiled_core.client import _copy_engine
+    from tiled_core.copy import _engine as _copy_engine
 
     monkeypatch.setenv("TILED_RETRY_ATTEMPTS", "2")  # fail fast once the server is gone
     monkeypatch.setattr(_copy_engine, "CHECKPOINT_SECONDS", 0.0)  # and resume from checkpoints

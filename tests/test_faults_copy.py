@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from tiled_core.client import from_uri
-from tiled_core.client._conflict import INCOMPLETE_SPEC
+from tiled_core.client.conflict import INCOMPLETE_SPEC
 from tiled_core.client.sync import CopyError, copy
 from tiled_core.server import LocalTiledServer
 
@@ -405,7 +405,7 @@ def test_half_written_nodes_are_repaired_by_the_rerun(dask_runner, proxies, conn
     a node once seen half-written loses its fault. Marks record progress
     after every stored block ("units:<k>"), so reruns resume from them.
     """
-    from tiled_core.client import _copy_engine
+    from tiled_core.copy import _engine as _copy_engine
 
     monkeypatch.setattr(_copy_engine, "CHECKPOINT_SECONDS", 0.0)
     _, dst_proxy = proxies

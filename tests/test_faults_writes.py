@@ -40,7 +40,7 @@ from _faults import FAULTS, FORWARDED, PERSISTENT, STALL, Crash, arm, expected_e
 from _faults import clients  # noqa: F401  (a fixture)
 from _proxy import FaultProxy
 from tiled_core.client import from_uri
-from tiled_core.client._conflict import INCOMPLETE_SPEC
+from tiled_core.client.conflict import INCOMPLETE_SPEC
 from tiled_core.server import LocalTiledServer
 from tiled_core.transport import ConnectionFailed, RetryPolicy, TiledError
 

@@ -267,7 +267,7 @@ def _children(obj):
 
 def _costly(obj) -> bool:
     """Objects whose properties and views send requests: only a few of each class are explored."""
-    from tiled_core.client._revisions import MetadataRevisions
+    from tiled_core.client.writing._revisions import MetadataRevisions
     from tiled_core.client.base import BaseClient
     from tiled_core.iterviews import IterViewBase
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tiled_core.client import from_uri
-from tiled_core.client._conflict import INCOMPLETE_SPEC, is_incomplete
+from tiled_core.client.conflict import INCOMPLETE_SPEC, is_incomplete
 from tiled_core.server import LocalTiledServer
 from tiled_core.transport import Conflict, TransportError
 
@@ -288,7 +288,7 @@ def test_unusual_but_addressable_keys_work_in_both_clients(scratch, ref_scratch,
 
 
 def test_new_creates_a_node_from_a_data_source(scratch, ref_scratch):
-    from tiled_core.client._upload import array_data_source
+    from tiled_core.client.blocks import array_data_source
 
     array, source = array_data_source(np.arange(6.0).reshape(2, 3))
     node = scratch.new("array", [source], key="low", metadata={"m": 1}, specs=["s"])
@@ -380,8 +380,8 @@ def test_a_one_request_upload_killed_is_reserved_and_replace_rewrites_it(crash_s
 
 
 def test_skip_completes_a_reserved_node(scratch, ref_scratch):
-    from tiled_core.client._conflict import begin_write
-    from tiled_core.client._upload import array_data_source, plan_array_write
+    from tiled_core.client.conflict import begin_write
+    from tiled_core.client.writing._upload import array_data_source, plan_array_write
 
     data = RNG.random((32, 8))
     array, source = array_data_source(data)

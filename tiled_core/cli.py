@@ -115,7 +115,7 @@ def _parse_condition(text: str):
 
 
 def _run_copy(args) -> int:
-    from .client.sync import CopyError, copy
+    from .copy import CopyError, copy
     from .distributed import EnvVarCredential, use_credential_source
 
     for option, value in (("--workers", args.workers), ("--concurrency", args.concurrency)):

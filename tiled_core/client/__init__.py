@@ -1,4 +1,19 @@
-"""The node clients: the seed API under ``tiled_core.client``."""
+"""The node clients: the seed API under ``tiled_core.client``.
+
+Public modules (the reference client's paths): ``constructors`` (``from_uri``,
+``from_profile``, ``from_context``), ``context`` (``Context``), ``base``,
+``container``, ``array``, ``dataframe``, ``sparse``, ``awkward``, ``xarray``
+(one client class per structure family), ``cache`` (``Cache``),
+``metadata_update``, ``sync`` (``copy``; the engine is :mod:`tiled_core.copy`),
+and for code that schedules its own uploads ``conflict`` and ``blocks``.
+
+Internal rooms, one concern each:
+
+- ``reading/``: slicing, block and partition reads, lazy page structures;
+- ``writing/``: uploads, ``on_conflict`` and the incomplete mark, metadata patches;
+- ``login/``: password logins and masked views of secrets;
+- ``_dispatch``: which client class serves a node, from its family and specs.
+"""
 
 from .constructors import from_context, from_profile, from_uri
 from .context import Context

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..codecs.array import OCTET_STREAM, byte_view
 from ..structures import ArrayStructure
-from ._array_io import block_slices, patch_full, put_block, read_block_into, read_selection_into
-from ._slicing import block_selection, normalize
+from .reading._array_io import block_slices, patch_full, put_block, read_block_into, read_selection_into
+from .reading._slicing import block_selection, normalize
 from .base import BaseClient
 
 __all__ = ["ArrayClient", "DaskArrayClient"]
@@ -30,7 +30,7 @@ class ArrayClient(BaseClient):
 
     def structure(self) -> ArrayStructure:
         if self._structure is None:
-            from ._upload import visible_structure
+            from .writing._upload import visible_structure
 
             raw = self._item["attributes"].get("structure")
             if raw is not None:  # a node still being filled shows the rows it has: none
@@ -120,7 +120,7 @@ class ArrayClient(BaseClient):
         time; a dask array is computed one block at a time, never whole.
         ``persist=False`` only streams the data to the server's subscribers.
         """
-        from ._upload import upload_blocks
+        from .writing._upload import upload_blocks
 
         structure = self.structure()
         array = _conform(array, structure.dtype, lazy=True)
@@ -252,7 +252,7 @@ def _conform(array, dtype: np.dtype, *, lazy: bool = False):
 
     ``lazy`` keeps a dask array lazy (its blocks are computed as they are sent).
     """
-    from ._upload import is_dask
+    from .writing._upload import is_dask
 
     if not hasattr(array, "dtype"):
         return np.asarray(array, dtype=dtype)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from ..codecs.awkward import ZIP, array_from_buffers, decode_buffers_zip, encode_buffers_zip, expected_buffers, pack_awkward
 from ..structures import AwkwardStructure
 from ..transport import ClientError
-from ._awkward_plan import has_default_form_keys, plan
-from ._limits import too_large
+from .reading._awkward_plan import has_default_form_keys, plan
+from .reading._limits import too_large
 from .base import BaseClient
 
 __all__ = ["AwkwardClient"]

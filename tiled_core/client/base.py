@@ -10,9 +10,9 @@ from typing import Any
 
 from ..structures import ArrayStructure, ContainerStructure, Spec, TableStructure
 from ..transport import NotAcceptable
-from . import _metadata
-from ._readonly import DictView, ListView
-from ._revisions import MetadataRevisions
+from .writing import _metadata
+from .writing._readonly import DictView, ListView
+from .writing._revisions import MetadataRevisions
 from .context import Context
 
 __all__ = ["BaseClient", "UNCHANGED"]

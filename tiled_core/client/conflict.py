@@ -14,7 +14,7 @@ semantics are documented in ``docs/writes.md``::
         finish_write(target.client)    # clears the mark
 """
 
-from ._conflict import (
+from .writing._conflict import (
     INCOMPLETE_SPEC,
     ON_CONFLICT_CHOICES,
     WriteTarget,

@@ -9,7 +9,7 @@ import httpx
 
 from ..transport import AuthenticationError, LoginRequired, NotFound
 from ._dispatch import check_structure_clients, client_for_item, node_item
-from ._login import can_prompt
+from .login._password import can_prompt
 from .context import UNSET, Context
 
 __all__ = ["from_uri", "from_profile", "from_context"]

@@ -9,11 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..iterviews import ItemsView, KeysView, ValuesView
 from ..transport import NotFound
-from ._conflict import begin_write, check_on_conflict, finish_write
+from .writing._conflict import begin_write, check_on_conflict, finish_write
 from ._dispatch import client_for_item, node_item
-from ._keys import split_path, validate_key
-from ._lazy_structure import PageStructures
-from ._metadata import json_value, spec_dicts
+from .writing._keys import split_path, validate_key
+from .reading._lazy_structure import PageStructures
+from .writing._metadata import json_value, spec_dicts
 from .base import UNCHANGED, BaseClient
 
 __all__ = ["Container"]
@@ -312,10 +312,10 @@ class Container(BaseClient, collections.abc.Mapping):
         (bounded); a dask array keeps its chunks (made regular if needed) and
         is computed block by block, never whole in memory. ``on_conflict``
         ("error", "skip", "replace") decides what happens when ``key`` exists;
-        see :mod:`tiled_core.client._conflict` for the state an interrupted
+        see :mod:`tiled_core.client.conflict` for the state an interrupted
         write leaves behind.
         """
-        from ._upload import array_data_source, plan_array_write, upload_array
+        from .writing._upload import array_data_source, plan_array_write, upload_array
 
         check_on_conflict(on_conflict)
         validated = validate_key(key) if key is not None else None
@@ -369,9 +369,9 @@ class Container(BaseClient, collections.abc.Mapping):
         any request). The table is stored as Parquet: use
         ``create_appendable_table`` for one that grows by appending rows.
         ``on_conflict`` ("error", "skip", "replace") decides what happens when
-        ``key`` exists; see :mod:`tiled_core.client._conflict`.
+        ``key`` exists; see :mod:`tiled_core.client.conflict`.
         """
-        from ._table_upload import table_data_source, upload_table
+        from .writing._table_upload import table_data_source, upload_table
 
         check_on_conflict(on_conflict)
         validated = validate_key(key) if key is not None else None
@@ -399,7 +399,7 @@ class Container(BaseClient, collections.abc.Mapping):
         With ``on_conflict="skip"`` an existing table of the same structure is
         returned as it is (rows appended so far included).
         """
-        from ._table_upload import appendable_data_source
+        from .writing._table_upload import appendable_data_source
 
         check_on_conflict(on_conflict)
         validated = validate_key(key) if key is not None else None

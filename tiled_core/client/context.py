@@ -21,8 +21,8 @@ from ..transport import (
     Timeouts,
     token_file_for,
 )
-from ._login import choose_provider, password_login
-from ._secrets import APIKeyInfo, TokensView, parse_duration
+from .login._password import choose_provider, password_login
+from .login._secrets import APIKeyInfo, TokensView, parse_duration
 
 __all__ = ["Context", "UNSET"]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 from ..codecs.table import decode_schema, empty_frame, pyarrow_strings, to_pandas
 from ..structures import TableStructure
-from . import _table_io
+from .reading import _table_io
 from .base import BaseClient
 
 __all__ = ["DataFrameClient", "DaskDataFrameClient"]

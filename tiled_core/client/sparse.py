@@ -6,8 +6,8 @@ import numpy as np
 
 from ..codecs.sparse import check_coo_parts
 from ..structures import SparseStructure
-from . import _sparse_io
-from ._slicing import block_selection, normalize
+from .reading import _sparse_io
+from .reading._slicing import block_selection, normalize
 from .array import ArrayClient
 from .base import BaseClient
 

@@ -124,7 +124,7 @@ def write_xarray_dataset(client_node, dataset, key=None, *, on_conflict: str = "
     import xarray
 
     from ..transport import Conflict
-    from ._conflict import check_on_conflict
+    from .writing._conflict import check_on_conflict
 
     if not isinstance(dataset, xarray.Dataset):
         raise TypeError(f"expected an xarray.Dataset, not {type(dataset).__name__}")

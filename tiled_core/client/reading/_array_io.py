@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from ..codecs.array import OCTET_STREAM, byte_view, encode_octet_stream
-from ..transport import Session
+from ...codecs.array import OCTET_STREAM, byte_view, encode_octet_stream
+from ...transport import Session
 from ._slicing import Selection
 
 MiB = 1 << 20

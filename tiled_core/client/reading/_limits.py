@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..transport import ClientError
+from ...transport import ClientError
 
 
 def too_large(error: ClientError) -> bool:

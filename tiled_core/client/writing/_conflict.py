@@ -55,8 +55,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ..structures import Spec
-from ..transport import Conflict
+from ...structures import Spec
+from ...transport import Conflict
 from ._keys import validate_key
 from ._metadata import json_value, spec_dicts
 from ._upload import intended_shape, reserved_rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..transport import Session
+from ...transport import Session
 
 __all__ = ["MetadataRevisions"]
 

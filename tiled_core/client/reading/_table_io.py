@@ -8,9 +8,9 @@ import weakref
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from ..codecs.table import ARROW_FILE, decode_arrow, encode_arrow
-from ..distributed._limits import SQL_TABLES
-from ..transport import ClientError, Session
+from ...codecs.table import ARROW_FILE, decode_arrow, encode_arrow
+from ...distributed._limits import SQL_TABLES
+from ...transport import ClientError, Session
 
 MiB = 1 << 20
 # Below this, one /table/full request beats a request per partition: every table request costs

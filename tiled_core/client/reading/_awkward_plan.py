@@ -86,7 +86,7 @@ def project_form(form: dict, touched: set[str]) -> dict | None:
 
 def plan(form: dict, slice) -> tuple[dict, list[str] | None]:
     """``(form to rebuild with, buffer keys to fetch)``; keys None means every buffer."""
-    from ..codecs.awkward import expected_buffers
+    from ...codecs.awkward import expected_buffers
 
     if slice is Ellipsis or slice is None:
         return form, None

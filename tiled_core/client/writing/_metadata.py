@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from ..structures import Spec
+from ...structures import Spec
 from ._readonly import ListView
-from .metadata_update import apply_update_patch, merge
+from ..metadata_update import apply_update_patch, merge
 
 __all__ = [
     "JSON_PATCH",

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ..transport import AuthenticationError, Session
+from ...transport import AuthenticationError, Session
 
 __all__ = ["CannotPrompt", "can_prompt", "password_login"]
 

@@ -39,8 +39,8 @@ from typing import Any
 
 from ..distributed._transfers import TRANSFERS, Unit
 from ..transport import Conflict, NotFound
-from ._conflict import INCOMPLETE_SPEC, clear_mark
-from ._copy_plan import (
+from ..client.writing._conflict import INCOMPLETE_SPEC, clear_mark
+from ._plan import (
     CHECKPOINT_PREFIX,
     CopyNode,
     classify,
@@ -269,7 +269,7 @@ class CopyEngine:
 
     # -- metadata jobs (pool threads) -------------------------------------------------
     def _op_list_dest(self, node: CopyNode) -> dict[str, Any]:
-        from .container import Container
+        from ..client.container import Container
 
         item = {"id": node.dest_path[-1] if node.dest_path else "",
                 "attributes": {"ancestors": list(node.dest_path[:-1]), "structure_family": "container",

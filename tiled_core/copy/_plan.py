@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..distributed._transfers import TRANSFERS, Unit, transfer_for
-from ._array_io import regular_chunks
-from ._conflict import INCOMPLETE_SPEC, same_structure
-from ._upload import _regular
+from ..client.reading._array_io import regular_chunks
+from ..client.writing._conflict import INCOMPLETE_SPEC, same_structure
+from ..client.writing._upload import _regular
 
 __all__ = ["CopyNode", "classify", "create_body", "existing_action", "needs_own_mark", "source_listing",
            "units_stored", "CHECKPOINT_PREFIX"]
@@ -113,7 +113,7 @@ def family_of(item: dict) -> str:
 
 def source_listing(context, item: dict | None, container=None) -> Iterator[tuple[str, dict]]:
     """``(key, item with data sources)`` for each child of the source container ``item`` (or ``container``)."""
-    from .container import Container
+    from ..client.container import Container
 
     if container is None:
         container = Container(context, item=item, structure_clients="numpy")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..codecs.table import encode_schema, to_arrow
-from ..structures import TableStructure
-from . import _table_io
+from ...codecs.table import encode_schema, to_arrow
+from ...structures import TableStructure
+from ..reading import _table_io
 
 APPENDABLE_MIMETYPE = "application/x-tiled-sql-table"
 

@@ -1,7 +1,7 @@
 """Array uploads: chunking, the data source document, and how the bytes are sent.
 
 Two ways to fill a new node, both leaving an interrupted write recognisable
-(see :mod:`tiled_core.client._conflict`):
+(see :mod:`tiled_core.client.writing._conflict`):
 
 - **one request** (numpy arrays of one block, i.e. up to ~100 MB, and dask
   arrays up to ``SINGLE_UPLOAD_BYTES``, whose chunks tile the shape exactly): the node is created *reserved*, with zero rows but the
@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
-from ..structures import ArrayStructure
-from ._array_io import (
+from ...structures import ArrayStructure
+from ..reading._array_io import (
     SINGLE_REQUEST_BYTES,
     UPLOAD_CHUNK_BYTES,
     block_slices,

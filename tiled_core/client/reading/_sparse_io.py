@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codecs.sparse import ARROW_FILE, coo_from_parts, decode_coo_arrow, encode_coo_arrow
-from ..transport import ClientError, Session
+from ...codecs.sparse import ARROW_FILE, coo_from_parts, decode_coo_arrow, encode_coo_arrow
+from ...transport import ClientError, Session
 from ._array_io import _route, _split_axis
 from ._limits import too_large
 from ._slicing import Selection

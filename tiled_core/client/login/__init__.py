@@ -1,0 +1,5 @@
+"""Logging in (internal): password logins and what is shown of secrets.
+
+- ``_password``: choosing a provider, prompting (only at a terminal), the login exchange.
+- ``_secrets``: API key information and token views whose reprs mask secrets; durations.
+"""

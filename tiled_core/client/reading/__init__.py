@@ -1,0 +1,10 @@
+"""Reading helpers of the node clients (internal): requests and decoding a read needs.
+
+- ``_slicing``: normalizes a numpy-style selection and maps it onto blocks.
+- ``_array_io``: array reads and writes by block or selection over a ``Session``.
+- ``_table_io``: table partitions and columns as Arrow, the SQL one-at-a-time rule.
+- ``_sparse_io``: COO blocks and selections of sparse arrays.
+- ``_awkward_plan``: which awkward buffers a slice needs.
+- ``_lazy_structure``: a container page's structures, fetched once when first used.
+- ``_limits``: the error for a response over the size the client accepts.
+"""

@@ -1,0 +1,11 @@
+"""Writing helpers of the node clients (internal): uploads, the safe-rerun protocol, metadata.
+
+- ``_conflict``: ``on_conflict`` ("error"/"skip"/"replace"), the incomplete mark,
+  ``begin_write``/``finish_write`` (public through ``tiled_core.client.conflict``).
+- ``_upload``: array data sources and block uploads (one request or many).
+- ``_table_upload``: table data sources and partition uploads.
+- ``_metadata``: JSON-safe metadata and specs, and the patches that update them.
+- ``_readonly``: read-only views of metadata handed to users.
+- ``_revisions``: a node's metadata revisions.
+- ``_keys``: which keys a node may have, checked before any request.
+"""
