@@ -1,15 +1,13 @@
-"""The one object that talks HTTP: a pooled httpx.Client plus retries and checks."""
+"""The one object that talks HTTP: a pooled httpx.Client plus retries and checks.
+
+Its parts: ``_request`` (building requests), ``_retry`` (the retry loop and its
+policy), ``_response`` (statuses and bodies), ``_bulk`` (the direct read path).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import os
-import random
-import re
-import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,132 +17,21 @@ import httpx
 
 from .._version import user_agent
 from ._auth import ApiKeyAuth, TokenAuth
-from ._bulk import BulkReader, bulk_supported
-from ._cache import Cache, CacheSlot, cache_key, identity_of
+from ._cache import Cache, CacheSlot, cache_key
 from ._config import Limits, RetryPolicy, Timeouts
-from ._decode import JSON, MSGPACK, decode_document, error_detail
-from ._errors import (
-    AuthenticationError,
-    ClientClosed,
-    ConnectionFailed,
-    MalformedResponse,
-    RequestTimeout,
-    ServerError,
-    TransportError,
-    TruncatedResponse,
-    error_for_status,
-)
+from ._credentials import auth_hint, header_auth, identity
+from ._decode import JSON, MSGPACK, decode_document
+from ._errors import AuthenticationError, ClientClosed, ConnectionFailed, MalformedResponse, RequestTimeout, ServerError
+from ._request import body_factory, check_headers, check_verify, data_headers, is_loopback, open_pools
+from ._response import check_response, checked_chunks, stream_into
+from ._retry import RetryableStatus, run_with_retries
 
 __all__ = ["Session", "Params"]
 
 Params = Sequence[tuple[str, Any]] | dict[str, Any] | None
 T = TypeVar("T")
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _DOCUMENT_ACCEPT = MSGPACK
 _FORM = "application/x-www-form-urlencoded"
-
-
-class _RetryableStatus(Exception):
-    def __init__(self, error: ServerError, retry_after: float | None) -> None:
-        self.error = error
-        self.retry_after = retry_after
-
-
-_INCOMPLETE_BODY = re.compile(r"received (\d+) bytes, expected (\d+)")
-
-
-_DISCONNECTED = ("disconnected", "closed connection", "incomplete")
-
-
-def _broken_connection(method: str, url: str, exc: Exception) -> TransportError | MalformedResponse:
-    """A dropped connection; TruncatedResponse when httpx saw a body shorter than its Content-Length.
-
-    A reply that breaks HTTP itself (not a dropped connection) is MalformedResponse: whatever
-    answers there is not an HTTP server, and asking again would not change that.
-    """
-    match = _INCOMPLETE_BODY.search(str(exc))
-    if match:
-        return TruncatedResponse(url, int(match.group(2)), int(match.group(1)))
-    if isinstance(exc, httpx.RemoteProtocolError) and not any(w in str(exc).lower() for w in _DISCONNECTED):
-        return MalformedResponse(f"{url} answered {method} with something that is not valid HTTP ({exc}): "
-                                 "is a Tiled server listening there?")
-    return ConnectionFailed(f"connection broke during {method} {url}: {exc}")
-
-
-def _undecodable(url: str, exc: Exception) -> MalformedResponse:
-    return MalformedResponse(f"{url}: the body does not decode as its Content-Encoding says ({exc})")
-
-
-def _tls_failure(exc: BaseException) -> bool:
-    """Whether a connection failed in the TLS handshake (certificate, or plain HTTP on the other end)."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _is_loopback(base_url: str) -> bool:
-    host = httpx.URL(base_url).host
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-_SEND_PIECE = 1 << 20  # h11 copies each piece it frames: small pieces keep that copy small
-
-
-def _body_factory(content, headers: dict[str, str]) -> Callable[[], Any]:
-    """A callable giving a fresh request body per attempt (an iterator cannot be sent twice).
-
-    A ``bytes`` body goes as is. Any other buffer (memoryview, bytearray, numpy
-    array) is sent as an iterator of 1 MiB slices with an explicit
-    ``Content-Length``: httpx would otherwise need a ``bytes`` copy of the whole
-    buffer, and h11 copies what it frames anyway.
-    """
-    if content is None or isinstance(content, bytes):
-        return lambda: content
-    view = memoryview(content)
-    if view.ndim != 1 or view.format != "B":
-        view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
-    if not view.nbytes:
-        return lambda: b""
-    headers["content-length"] = str(view.nbytes)
-    return lambda: (view[start:start + _SEND_PIECE] for start in range(0, view.nbytes, _SEND_PIECE))
-
-
-def _check_headers(headers: dict[str, str] | None) -> dict[str, str]:
-    """Extra headers, checked before any request (values are not echoed: they may be credentials)."""
-    checked = dict(headers or {})
-    for name, value in checked.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"headers map names to values, both strings; got {type(name).__name__} -> "
-                            f"{type(value).__name__} for {name!r}")
-        if not name or not all(33 <= ord(ch) < 127 and ch not in '()<>@,;:\\"/[]?={}' for ch in name):
-            raise ValueError(f"{name!r} is not a valid HTTP header name")
-        if not all(32 <= ord(ch) < 127 or ch == "\t" for ch in value):
-            raise ValueError(f"the value of header {name!r} must be printable ASCII (no line breaks)")
-    return checked
-
-
-def _check_verify(verify):
-    """A CA bundle path that does not exist is named now (httpx would say only 'No such file')."""
-    if isinstance(verify, (str, os.PathLike)) and not os.path.exists(verify):
-        raise FileNotFoundError(f"verify={os.fspath(verify)!r}: no such CA bundle file or directory")
-    return verify
-
-
-def _retry_after(response_headers) -> float | None:
-    value = response_headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
 
 
 class Session:
@@ -198,28 +85,13 @@ class Session:
         self._auth: httpx.Auth | None = ApiKeyAuth(api_key) if api_key else auth
         self.cache = cache
         self._compression = compression
-        self._loopback = _is_loopback(self._base_url)
+        self._loopback = is_loopback(self._base_url)
         base_headers = {"user-agent": user_agent()}
-        base_headers.update(_check_headers(headers))
-        verify = _check_verify(verify)
+        base_headers.update(check_headers(headers))
+        verify = check_verify(verify)
         if http_client is None:
-            direct = bulk_supported(self._base_url, trust_env) and self.limits.max_connections > 1
-            # The direct path's sockets count against max_connections too: half for it, the rest for httpx.
-            direct_share = self.limits.max_connections // 2 if direct else 0
-            self._http = httpx.Client(
-                timeout=self.timeouts.to_httpx(),
-                limits=self.limits.to_httpx(reserved=direct_share),
-                verify=verify,
-                trust_env=trust_env,
-                headers=base_headers,
-                follow_redirects=True,
-            )
-            self._bulk = (
-                BulkReader(self._base_url, verify=verify, timeouts=self.timeouts,
-                           max_idle=min(self.limits.concurrency, direct_share), max_open=direct_share)
-                if direct
-                else None
-            )
+            self._http, self._bulk = open_pools(self._base_url, self.timeouts, self.limits, verify=verify,
+                                                trust_env=trust_env, headers=base_headers)
         else:
             self._http = http_client
             self._http.headers.update(base_headers)
@@ -251,32 +123,13 @@ class Session:
         return self._auth is not None or "authorization" in self._http.headers
 
     def _identity(self) -> str:
-        """Who requests speak for, without the secret (keys the response cache)."""
-        auth = self._auth
-        if isinstance(auth, TokenAuth) and auth.principal:
-            return f"principal:{auth.principal}"
-        if isinstance(auth, ApiKeyAuth):
-            return identity_of(auth.headers()["Authorization"])
-        if auth is not None:
-            return f"auth:{id(auth)}"  # custom auth: its identity is unknown, keep it apart
-        return identity_of(self._http.headers.get("authorization"))
+        return identity(self._auth, self._http.headers.get("authorization"))
 
     def _auth_hint(self) -> str:
-        if isinstance(self._auth, ApiKeyAuth):
-            return "the API key is wrong, expired or revoked"
-        if isinstance(self._auth, TokenAuth):
-            return "the login session is no longer valid; log in again"
-        if self.has_credentials:
-            return "check the credentials given in headers or auth"
-        return "pass api_key=, set TILED_API_KEY, or log in"
+        return auth_hint(self._auth, self.has_credentials)
 
     def _header_auth(self) -> dict[str, str] | None:
-        """The auth header for the bulk path, or None when the credential cannot be a plain header."""
-        if self._auth is None:
-            return {}
-        if isinstance(self._auth, (ApiKeyAuth, TokenAuth)):
-            return self._auth.headers()
-        return None
+        return header_auth(self._auth)
 
     def reveal_api_key(self) -> str | None:
         """The API key itself, for shipping once, out of band, to trusted workers.
@@ -299,82 +152,21 @@ class Session:
 
     # -- the retry loop ----------------------------------------------------
     def _with_retries(self, method: str, url: str, attempt: Callable[[], T], *, idempotent: bool | None = None) -> T:
-        policy = self.retry
+        """Run ``attempt`` under this session's ``RetryPolicy`` (see ``_retry.run_with_retries``)."""
         if self.closed:
             # The bulk path would quietly open new sockets; say so instead, as httpx does.
             raise ClientClosed(f"cannot {method} {url}: this client was closed; connect again with from_uri")
-        idempotent = method in _IDEMPOTENT if idempotent is None else idempotent
-        start = time.monotonic()
-        tries = 0
-        while True:
-            tries += 1
-            with self._count_lock:
-                self.request_count += 1
-            try:
-                return attempt()
-            except _RetryableStatus as exc:
-                error, wait = exc.error, exc.retry_after
-                # A 429 is a refusal before any work (rate limiting): safe to resend any method.
-                retry = idempotent or error.status == 429
-            except httpx.ConnectError as exc:
-                if _tls_failure(exc):  # the same next time: not retried
-                    raise ConnectionFailed(
-                        f"TLS handshake with {url} failed ({exc}): is it a plain http:// server, or does "
-                        "verify= need the server's CA bundle?") from None
-                # Nothing reached the server: safe to retry any method.
-                error, wait, retry = ConnectionFailed(f"cannot connect to {url}: {exc}"), None, True
-            except httpx.TimeoutException as exc:
-                error, wait = RequestTimeout(f"timed out on {method} {url} ({type(exc).__name__})"), None
-                # A connect or pool timeout means it was never sent (no connection, or none free in
-                # time): safe to retry any method. A read or write timeout may follow the server acting.
-                retry = idempotent or isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
-            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                error, wait = _broken_connection(method, url, exc), None
-                retry = idempotent and not isinstance(error, MalformedResponse)
-            except (TruncatedResponse, ConnectionFailed, RequestTimeout) as exc:  # from the bulk path
-                error, wait, retry = exc, None, idempotent
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise ValueError(f"cannot request {url}: {exc}") from None
-            except httpx.TooManyRedirects:
-                raise MalformedResponse(f"{method} {url}: too many redirects (a redirect loop?); "
-                                        "is the URI that of a Tiled server's API?") from None
-            except httpx.DecodingError as exc:
-                raise _undecodable(url, exc) from None
-            delay = policy.delay(tries) if wait is None else wait
-            delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
-            elapsed = time.monotonic() - start
-            if not retry or tries >= policy.attempts or elapsed + delay > policy.deadline:
-                if retry:  # say why it stopped, even when the deadline left no room for a second try
-                    error.add_note(f"gave up after {tries} attempt{'s' if tries > 1 else ''} in {elapsed:.1f}s "
-                                   f"(retry limits: {policy.attempts} attempts, {policy.deadline:g}s)")
-                raise error
-            time.sleep(delay)
+        return run_with_retries(self.retry, method, url, attempt, idempotent=idempotent, on_attempt=self._count)
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.request_count += 1
 
     def _check(self, response: httpx.Response, url: str) -> httpx.Response:
-        if response.status_code < 400:
-            return response
-        response.read()
-        error = error_for_status(
-            response.status_code,
-            error_detail(response.content, response.headers.get("content-type", "")),
-            url=url,
-            request_id=response.headers.get("x-tiled-request-id"),
-            auth_hint=self._auth_hint(),
-        )
-        if response.status_code in self.retry.statuses:
-            raise _RetryableStatus(error, _retry_after(response.headers))
-        raise error
+        return check_response(response, url, auth_hint=self._auth_hint(), retry_statuses=self.retry.statuses)
 
     def _data_headers(self, accept: str) -> dict[str, str]:
-        headers = {"accept": accept}
-        if self._compression == "auto":
-            if accept == "application/octet-stream" or self._loopback:
-                headers["accept-encoding"] = "identity"
-        elif self._compression == "none":
-            headers["accept-encoding"] = "identity"
-        else:
-            headers["accept-encoding"] = self._compression
-        return headers
+        return data_headers(accept, self._compression, self._loopback)
 
     # -- the response cache ------------------------------------------------------
     def _cache_slot(self, full_url: str, accept: str, headers: dict[str, str]) -> CacheSlot | None:
@@ -510,7 +302,7 @@ class Session:
                 return self._bulk.read_into(target, request_headers, out, url=url, auth_hint=self._auth_hint())
             except ServerError as error:
                 if error.status in self.retry.statuses:
-                    raise _RetryableStatus(error, getattr(error, "retry_after", None)) from None
+                    raise RetryableStatus(error, getattr(error, "retry_after", None)) from None
                 raise
 
         try:
@@ -528,16 +320,7 @@ class Session:
             if response.status_code == 304:
                 return 304, response.headers
             self._check(response, url)
-            received = 0
-            total = len(out)
-            for chunk in response.iter_bytes():
-                end = received + len(chunk)
-                if end > total:
-                    raise MalformedResponse(f"{url}: body is longer than the {total} bytes expected")
-                out[received:end] = chunk
-                received = end
-            if received != total:
-                raise TruncatedResponse(url, total, received)
+            stream_into(response, url, out)
             return response.status_code, response.headers
 
     @contextlib.contextmanager
@@ -558,18 +341,9 @@ class Session:
 
         response = self._with_retries("GET", url, attempt)
         try:
-            yield self._checked_chunks(response, url)
+            yield checked_chunks(response, url)
         finally:
             response.close()
-
-    @staticmethod
-    def _checked_chunks(response: httpx.Response, url: str) -> Iterator[bytes]:
-        try:
-            yield from response.iter_bytes()
-        except (httpx.RemoteProtocolError, httpx.NetworkError) as exc:
-            raise _broken_connection("GET", url, exc) from None
-        except httpx.DecodingError as exc:
-            raise _undecodable(url, exc) from None
 
     def send(
         self,
@@ -603,7 +377,7 @@ class Session:
             headers["content-type"] = JSON
         elif content_type is not None:
             headers["content-type"] = content_type
-        body = _body_factory(content, headers)
+        body = body_factory(content, headers)
 
         def attempt():
             response = self._check(
