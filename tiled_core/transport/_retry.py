@@ -21,7 +21,8 @@ from ._errors import (
     TruncatedResponse,
 )
 
-__all__ = ["IDEMPOTENT", "RetryableStatus", "broken_connection", "undecodable", "retry_after", "run_with_retries"]
+__all__ = ["IDEMPOTENT", "RetryableStatus", "broken_connection", "undecodable", "refused", "retry_after",
+           "run_with_retries"]
 
 T = TypeVar("T")
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -78,6 +79,17 @@ def retry_after(response_headers) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+def refused(exc: BaseException) -> bool:
+    """Whether a failure was a refused connection (nothing listening: a server down or restarting)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _classify(method: str, url: str, exc: BaseException, idempotent: bool):
     """``(error to raise, wait or None, whether to retry)`` for a failed attempt; raises what is final."""
     if isinstance(exc, RetryableStatus):
@@ -116,15 +128,27 @@ _HANDLED = (RetryableStatus, httpx.ConnectError, httpx.TimeoutException, httpx.N
 
 
 def run_with_retries(policy: RetryPolicy, method: str, url: str, attempt: Callable[[], T], *,
-                     idempotent: bool | None = None, on_attempt: Callable[[], None] | None = None) -> T:
+                     idempotent: bool | None = None, on_attempt: Callable[[], None] | None = None,
+                     restarting: Callable[[], bool] = lambda: False) -> T:
     """Call ``attempt`` until it succeeds, a failure is final, or ``policy`` runs out.
 
-    ``idempotent`` defaults from ``method``; ``on_attempt`` is called before each try (counting).
+    Arguments:
+        idempotent: whether the request may be resent after it may have reached
+            the server (default: from ``method``).
+        on_attempt: called before each try (counting).
+        restarting: whether a refused connection now means the server is
+            restarting (it answered this session before). Such refusals are
+            bounded by ``policy.deadline`` only, not by ``policy.attempts``
+            (unless ``attempts`` is 1: retrying off), so a request in flight
+            outlives a restart; a server that never answered (a wrong port)
+            still fails after ``attempts``.
+
     The error that ends the loop after retrying carries a note saying how many attempts it made.
     """
     idempotent = method in IDEMPOTENT if idempotent is None else idempotent
     start = time.monotonic()
     tries = 0
+    counted = 0  # the tries that count against policy.attempts
     while True:
         tries += 1
         if on_attempt is not None:
@@ -133,10 +157,13 @@ def run_with_retries(policy: RetryPolicy, method: str, url: str, attempt: Callab
             return attempt()
         except _HANDLED as exc:
             error, wait, retry = _classify(method, url, exc, idempotent)
+            waiting_for_restart = retry and policy.attempts > 1 and refused(exc) and restarting()
+        if not waiting_for_restart:
+            counted += 1
         delay = policy.delay(tries) if wait is None else wait
         delay *= 1.0 if wait is not None else random.uniform(0.5, 1.0)
         elapsed = time.monotonic() - start
-        if not retry or tries >= policy.attempts or elapsed + delay > policy.deadline:
+        if not retry or counted >= policy.attempts or elapsed + delay > policy.deadline:
             if retry:  # say why it stopped, even when the deadline left no room for a second try
                 error.add_note(f"gave up after {tries} attempt{'s' if tries > 1 else ''} in {elapsed:.1f}s "
                                f"(retry limits: {policy.attempts} attempts, {policy.deadline:g}s)")

@@ -98,6 +98,9 @@ class Session:
             self._bulk = None
         self._count_lock = threading.Lock()
         self.request_count = 0  # attempts sent; tests and benchmarks read it
+        # Once the server has answered, a refused connection means it is restarting: the retry
+        # loop then waits for it until the deadline (a wrong port still fails fast).
+        self._server_answered = False
 
     # -- identity ------------------------------------------------------------
     @property
@@ -156,13 +159,23 @@ class Session:
         if self.closed:
             # The bulk path would quietly open new sockets; say so instead, as httpx does.
             raise ClientClosed(f"cannot {method} {url}: this client was closed; connect again with from_uri")
-        return run_with_retries(self.retry, method, url, attempt, idempotent=idempotent, on_attempt=self._count)
+        return run_with_retries(self.retry, method, url, self._answered(attempt), idempotent=idempotent,
+                                on_attempt=self._count, restarting=lambda: self._server_answered)
+
+    def _answered(self, attempt: Callable[[], T]) -> Callable[[], T]:
+        """``attempt``, noting that the server answered when it returns (see ``_server_answered``)."""
+        def run() -> T:
+            result = attempt()
+            self._server_answered = True
+            return result
+        return run
 
     def _count(self) -> None:
         with self._count_lock:
             self.request_count += 1
 
     def _check(self, response: httpx.Response, url: str) -> httpx.Response:
+        self._server_answered = True
         return check_response(response, url, auth_hint=self._auth_hint(), retry_statuses=self.retry.statuses)
 
     def _data_headers(self, accept: str) -> dict[str, str]:

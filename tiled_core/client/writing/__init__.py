@@ -8,4 +8,5 @@
 - ``_readonly``: read-only views of metadata handed to users.
 - ``_revisions``: a node's metadata revisions.
 - ``_keys``: which keys a node may have, checked before any request.
+- ``_create``: the create itself: a lost answer resolved by looking the key up, clearer 409s and 500s.
 """

@@ -57,6 +57,7 @@ from typing import Any
 
 from ...structures import Spec
 from ...transport import Conflict
+from ._create import create_node
 from ._keys import validate_key
 from ._metadata import json_value, spec_dicts
 from ._upload import intended_shape, reserved_rows
@@ -173,7 +174,8 @@ def begin_write(
             else:
                 return WriteTarget(existing, _check_reusable(existing, family, data_sources))
     marked = [*(specs or []), Spec(INCOMPLETE_SPEC)] if mark else specs
-    client = container.new(family, data_sources, key=key, metadata=metadata, specs=marked, access_tags=access_tags)
+    client = create_node(container, family, data_sources, key=key, metadata=metadata, specs=marked,
+                         access_tags=access_tags, on_conflict=on_conflict)
     return WriteTarget(client, takes_data)
 
 

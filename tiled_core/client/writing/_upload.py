@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ...structures import ArrayStructure
+from ...transport import ConnectionFailed, RequestTimeout, TruncatedResponse
 from ..reading._array_io import (
     SINGLE_REQUEST_BYTES,
     UPLOAD_CHUNK_BYTES,
@@ -163,9 +164,16 @@ def upload_array(client, array, *, persist: bool = True) -> None:
     session = client.context.session
     rows = reserved_rows(raw)
     if rows is not None:
-        data = array.compute() if is_dask(array) else array
+        data = np.asarray(array.compute() if is_dask(array) else array)
         dtype = ArrayStructure.from_json(visible_structure(raw)).dtype
-        structure = patch_full(session, client.path_parts, np.asarray(data), dtype, (0,), extend=True)
+        try:
+            structure = patch_full(session, client.path_parts, data, dtype, (0,), extend=True)
+        except (ConnectionFailed, RequestTimeout, TruncatedResponse):
+            # The PATCH (not idempotent: it appends) may have been applied before its answer was lost.
+            # Look: still reserved, it was not (the server applies it whole or not at all); send it again.
+            if reserved_rows(client.refresh().item["attributes"]["structure"]) is None:
+                return
+            structure = patch_full(session, client.path_parts, data, dtype, (0,), extend=True)
         client.item["attributes"]["structure"] = structure
         client._structure = None
         return
