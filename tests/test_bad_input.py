@@ -113,11 +113,18 @@ def _uri_cases(port: int) -> list:
         (f"http://user:hunter2@127.0.0.1:{port}/api/v1", ValueError, "no user name or password"),
         (f"ws://127.0.0.1:{port}/api/v1", ValueError, "http:// or https://"),
         (f"http://127.0.0.1:{port}/api/v1/bogus/route", ValueError, "cannot tell which node"),
+        (f"http://127.0.0.1:{port}/api /v1", ValueError, "spaces or control characters"),
+        (f"http://127.0.0.1:{port}/api/v1???x", ValueError, "query parameters other than api_key"),
+        (f"http://127.0.0.1:{port}/api/v1?api_key=k&page=2", ValueError, "query parameters other than api_key"),
+        (f"http://127.0.0.1:{port}/api/v1#frag", ValueError, "fragment"),
+        (f"http://u:hunter2@127.0.0.1:{port}/api/v1#x", ValueError, "fragment"),
     ]
 
 
-@pytest.mark.parametrize("case", range(10), ids=["None", "bytes", "open-ipv6", "port-99999", "port-abc", "port-0",
-                                                  "space-in-host", "user-password", "ws-scheme", "unknown-route"])
+@pytest.mark.parametrize("case", range(15), ids=["None", "bytes", "open-ipv6", "port-99999", "port-abc", "port-0",
+                                                  "space-in-host", "user-password", "ws-scheme", "unknown-route",
+                                                  "space-in-path", "junk-query", "other-query", "fragment",
+                                                  "password-and-fragment"])
 def test_malformed_and_unsupported_uris(quiet_proxy, case):
     uri, error, message = _uri_cases(quiet_proxy.port)[case]
     with pytest.raises(error, match=message) as info:
@@ -140,6 +147,7 @@ SETTINGS = {
     "header non-string": ({"headers": {"X-Note": 1}}, TypeError, "both strings"),
     "api_key unicode": ({"api_key": "ключ-secret"}, ValueError, "printable ASCII"),
     "api_key line break": ({"api_key": "abc\nsecret"}, ValueError, "whitespace"),
+    "api_key empty": ({"api_key": ""}, ValueError, "api_key is empty"),
     "verify missing file": ({"verify": "/no/such/ca-bundle.pem"}, FileNotFoundError, "ca-bundle.pem"),
     "structure_clients unimportable": ({"structure_clients": {"array": "no.such.module:X"}}, ValueError,
                                        "cannot be loaded"),
@@ -157,6 +165,13 @@ def test_bad_connection_settings_fail_before_any_request(quiet_proxy, tiled_serv
     with pytest.raises(error, match=message) as info:
         from_uri(quiet_proxy.uri, **kwargs)
     assert "secret" not in str(info.value)
+    assert quiet_proxy.requests == []
+
+
+def test_an_empty_api_key_is_refused_even_with_tiled_api_key_set(quiet_proxy, monkeypatch, tiled_server):
+    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)
+    with pytest.raises(ValueError, match="api_key is empty"):
+        from_uri(quiet_proxy.uri, api_key="")
     assert quiet_proxy.requests == []
 
 
@@ -421,6 +436,40 @@ def test_absurd_selections_and_blocks(arr, call, error, message):
     with pytest.raises(error, match=message):
         call(arr)
     assert _count(arr) == before
+
+
+@pytest.mark.parametrize("selection", [(Ellipsis, None), (None, slice(2, 7)), (3, None), (None, Ellipsis, None)],
+                         ids=["trailing", "leading", "after-int", "around-ellipsis"])
+def test_numpy_newaxis_in_selections(arr, box, tiled_server, selection):
+    expected = np.arange(10)[selection]
+    got = arr[selection]
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    lazy = from_uri(box.uri, api_key=tiled_server.api_key, structure_clients="dask")["arr"]
+    np.testing.assert_array_equal(lazy[selection].compute(), expected)
+    lazy.context.close()
+
+
+def test_a_masked_array_is_refused_not_stored_without_its_mask(box, arr):
+    masked = np.ma.masked_array(np.arange(5.0), mask=[0, 1, 0, 0, 1])
+    before = _count(box)
+    with pytest.raises(TypeError, match="masked arrays cannot be written.*filled"):
+        box.write_array(masked, key="masked")
+    with pytest.raises(TypeError, match="masked arrays"):
+        arr.write_block(np.ma.masked_array(np.arange(5), mask=[1, 0, 0, 0, 0]), (0,))
+    assert _count(box) == before
+
+
+def test_a_row_multiindex_is_refused_before_the_create(box):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1, 1, 2], "b": ["x", "y", "x"], "v": [0.5, 1.5, 2.5]}).set_index(["a", "b"])
+    before = _count(box)
+    with pytest.raises(ValueError, match=r"MultiIndex \(\['a', 'b'\]\).*reset_index"):
+        box.write_dataframe(frame, key="multi")
+    assert _count(box) == before
+    node = box.write_dataframe(frame.reset_index(), key="multi")  # what the message says to do reads back
+    pd.testing.assert_frame_equal(node.read(), frame.reset_index(), check_dtype=False)
 
 
 # ================================================================ dtypes

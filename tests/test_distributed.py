@@ -252,3 +252,56 @@ def test_copy_on_workers(dask_client, tiled_server, second_server, data, monkeyp
     finally:
         source.context.close()
         dest_root.context.close()
+
+
+def _credential_plugins(dask_client) -> set[str]:
+    return set(dask_client.run_on_scheduler(lambda dask_scheduler: [
+        name for name in dask_scheduler.worker_plugins if name.startswith("tiled-core-credential-")]))
+
+
+def _workers_hold(dask_client, token: str) -> list[bool]:
+    def held() -> bool:
+        from tiled_core.distributed import _credentials
+
+        return token in _credentials._SHARED
+    return list(dask_client.run(held).values())
+
+
+def test_credential_plugins_do_not_pile_up_on_a_long_lived_cluster(dask_client, tiled_server):
+    """Many flows sharing one key: one plugin; a replaced key swaps it; the last close removes it everywhere."""
+    from tiled_core.client.context import Context
+    from tiled_core.transport import ApiKeyAuth
+
+    before = _credential_plugins(dask_client)
+    key_a, key_b = f"a{uuid.uuid4().hex}", f"b{uuid.uuid4().hex}"  # never sent: no request is made here
+    flows = [Context(tiled_server.uri, api_key=key_a) for _ in range(3)]
+    for context in flows * 2:
+        share_credentials(dask_client, context)
+    assert len(_credential_plugins(dask_client) - before) == 1
+    sources = {context.session_handle.source for context in flows}
+    assert len(sources) == 1
+    token_a = sources.pop().token
+    assert all(_workers_hold(dask_client, token_a))
+    flows[0].session.set_auth(ApiKeyAuth(key_b))  # this flow's key was replaced
+    share_credentials(dask_client, flows[0])
+    assert len(_credential_plugins(dask_client) - before) == 2
+    flows[1].close()
+    flows[2].close()  # the last user of key_a: its plugin goes, and the workers forget it
+    assert len(_credential_plugins(dask_client) - before) == 1
+    assert not any(_workers_hold(dask_client, token_a))
+    flows[0].close()
+    assert _credential_plugins(dask_client) - before == set()
+
+
+def test_workers_use_the_drivers_retry_policy(dask_client, tiled_server, data):
+    from tiled_core.transport import RetryPolicy
+
+    client = from_uri(tiled_server.uri, "dask", api_key=tiled_server.api_key)
+    policy = RetryPolicy(attempts=2, deadline=7.5, backoff=0.01)
+    client.context.session.retry = policy
+    share_credentials(dask_client, client)
+    handle = client.context.session_handle
+    assert dask_client.submit(lambda h: h.get().retry, handle, pure=False).result() == policy
+    node = client[f"{data[0]}/x"]
+    np.testing.assert_array_equal(node.read().compute(scheduler=dask_client.get), data[1])
+    client.context.close()

@@ -14,7 +14,7 @@ import numpy as np
 from ..codecs.array import OCTET_STREAM, byte_view
 from ..structures import ArrayStructure
 from .reading._array_io import block_slices, patch_full, put_block, read_block_into, read_selection_into
-from .reading._slicing import block_selection, normalize
+from .reading._slicing import block_selection, normalize, split_newaxis
 from .base import BaseClient
 
 __all__ = ["ArrayClient", "DaskArrayClient"]
@@ -98,8 +98,10 @@ class ArrayClient(BaseClient):
         return np.flip(out, selection.flip) if selection.flip else out
 
     def read(self, slice=None) -> np.ndarray:
-        """The entire array, or a selection: ``read((slice(0, 10), 3))``."""
-        return self._read_numpy(slice)
+        """The entire array, or a selection: ``read((slice(0, 10), 3))`` (``None`` in it adds an axis, as in numpy)."""
+        slice, newaxis = split_newaxis(slice)
+        result = self._read_numpy(slice)
+        return result if newaxis is None else result[newaxis]
 
     def read_block(self, block, slice=None) -> np.ndarray:
         """One block (chunk) of the array, optionally sliced within it."""
@@ -224,7 +226,8 @@ class DaskArrayClient(ArrayClient):
         """A dask array of the entire array, or of a selection."""
         if slice is None:
             return self._dask_array()
-        selection = normalize(slice, self.shape)  # same errors as the numpy client, before any graph is built
+        # The same errors as the numpy client, before any graph is built (dask itself adds new axes).
+        selection = normalize(split_newaxis(slice)[0], self.shape)
         return self._dask_array(_blocks_touched(selection, self.chunks))[slice]
 
     def read_block(self, block, slice=None):
@@ -252,8 +255,9 @@ def _conform(array, dtype: np.dtype, *, lazy: bool = False):
 
     ``lazy`` keeps a dask array lazy (its blocks are computed as they are sent).
     """
-    from .writing._upload import is_dask
+    from .writing._upload import is_dask, refuse_masked
 
+    refuse_masked(array)
     if not hasattr(array, "dtype"):
         return np.asarray(array, dtype=dtype)
     if array.dtype != dtype:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections.abc
 import os
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..distributed._handles import ANONYMOUS, EnvVarCredential, SessionHandle, TokenFileCredential
 from ..transport import (
@@ -47,10 +47,29 @@ def _split_api_key(uri: str) -> tuple[str, str | None]:
         parts = urlsplit(uri.strip())
     except ValueError as error:  # e.g. an unclosed IPv6 bracket
         raise ValueError(f"malformed URI {uri!r}: {error}") from None
+    _refuse_unmeant(uri, parts)
     query = parse_qsl(parts.query, keep_blank_values=True)
     keys = [v for k, v in query if k == "api_key"]
-    rest = [(k, v) for k, v in query if k != "api_key"]
-    return urlunsplit(parts._replace(query=urlencode(rest))), (keys[-1] if keys else None)
+    return urlunsplit(parts._replace(query="")), (keys[-1] if keys else None)
+
+
+def _refuse_unmeant(uri: str, parts) -> None:
+    """Refuse what would otherwise be dropped or mangled silently (no part of the query is echoed)."""
+    if any(ch.isspace() or not ch.isprintable() for ch in uri.strip()):
+        raise ValueError(f"the URI {_shown(parts)!r} contains spaces or control characters; "
+                         "percent-encode them (%20) if they belong to a key")
+    if "#" in uri:
+        raise ValueError(f"the URI {_shown(parts)!r} has a '#' fragment, which no Tiled request uses; remove it")
+    if parts.query:
+        names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+        if names != ["api_key"] * len(names) or not names or "?" in parts.query:
+            raise ValueError(f"the URI {_shown(parts)!r} has query parameters other than api_key=, which would be "
+                             "ignored; remove them (give the node's path, and slices or formats in the call)")
+
+
+def _shown(parts) -> str:
+    """The URI without user info, query or fragment (they may hold a password or an API key)."""
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
 
 
 def _parse_node_uri(uri: str) -> tuple[str, list[str]]:

@@ -3,7 +3,8 @@
 In the process that made it, a handle returns the live Session. Pickled (for a
 Dask worker), it carries only the server URL and a *credential source*, such as
 the name of an environment variable, from which the worker reopens its own
-Session once per process.
+Session once per process, with the driver's retry policy (``RetryPolicy``,
+which holds no secret).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import weakref
 
 from ..transport import FileTokenStore, Session, TokenAuth
 
-__all__ = ["CredentialSource", "EnvVarCredential", "TokenFileCredential", "SessionHandle"]
+__all__ = ["CredentialSource", "EnvVarCredential", "TokenFileCredential", "SessionHandle", "close_reopened"]
 
 
 class CredentialSource:
@@ -77,13 +78,14 @@ _LOCK = threading.Lock()
 class SessionHandle:
     """A reference to a Session that can be put in a Dask graph."""
 
-    __slots__ = ("_id", "_base_url", "_source", "_session")
+    __slots__ = ("_id", "_base_url", "_source", "_session", "_retry")
 
     def __init__(self, session: Session, source: CredentialSource | None) -> None:
         self._id = uuid.uuid4().hex
         self._base_url = session.base_url
         self._source = source
         self._session = session  # keeps the connection alive as long as a graph needs it
+        self._retry = None  # on workers: the driver's retry policy, from the pickle
         _LIVE[self._id] = session
 
     @property
@@ -112,11 +114,14 @@ class SessionHandle:
                 "without api_key=, log in with remember_me=True, or ship an API key once with "
                 "tiled_core.distributed.share_credentials(dask_client, node)"
             )
-        key = (self._base_url, self._source)
+        key = (self._base_url, self._source, self._retry)
         with _LOCK:
             session = _REOPENED.get(key)
             if session is None:
-                session = _REOPENED[key] = self._source.open_session(self._base_url)
+                session = self._source.open_session(self._base_url)
+                if self._retry is not None:  # the driver's retry settings, not the worker's environment
+                    session.retry = self._retry
+                _REOPENED[key] = session
         return session
 
     def __reduce__(self):
@@ -127,7 +132,8 @@ class SessionHandle:
                 "remember_me=True, so workers can find it themselves, or ship an API key once, out of band, "
                 "with tiled_core.distributed.share_credentials(dask_client, node)"
             )
-        return (_rebuild_handle, (self._id, self._base_url, self._source))
+        retry = self._session.retry if self._session is not None else self._retry
+        return (_rebuild_handle, (self._id, self._base_url, self._source, retry))
 
     def __dask_tokenize__(self):
         # The id (kept through pickling) tells connections apart: dask-expr shares expressions
@@ -138,10 +144,19 @@ class SessionHandle:
         return f"<SessionHandle {self._base_url}>"
 
 
-def _rebuild_handle(handle_id: str, base_url: str, source: CredentialSource) -> SessionHandle:
+def _rebuild_handle(handle_id: str, base_url: str, source: CredentialSource, retry=None) -> SessionHandle:
     # A module-level function, not a classmethod: cloudpickle (Prefect, Dask's fallback) pickles a
     # classmethod's function by value, dragging in this module's weak registry, which cannot be pickled.
     handle = SessionHandle.__new__(SessionHandle)
-    handle._id, handle._base_url, handle._source = handle_id, base_url, source
+    handle._id, handle._base_url, handle._source, handle._retry = handle_id, base_url, source, retry
     handle._session = _LIVE.get(handle_id)
     return handle
+
+
+def close_reopened(source: CredentialSource) -> None:
+    """Close and forget this process's sessions reopened from ``source`` (its credential is gone)."""
+    with _LOCK:
+        keys = [key for key in _REOPENED if key[1] == source]
+        sessions = [_REOPENED.pop(key) for key in keys]
+    for session in sessions:
+        session.close()

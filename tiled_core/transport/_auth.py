@@ -17,8 +17,11 @@ class ApiKeyAuth(httpx.Auth):
     """Sends ``Authorization: Apikey <key>``; its repr never shows the key."""
 
     def __init__(self, api_key: str) -> None:
-        if not isinstance(api_key, str) or not api_key:
-            raise ValueError("api_key must be a non-empty string")
+        if not isinstance(api_key, str):
+            raise TypeError(f"api_key must be a string, not {type(api_key).__name__}")
+        if not api_key:
+            raise ValueError("api_key is empty: give the key, or leave api_key out (None) to use TILED_API_KEY "
+                             "or a login")
         if any(ch.isspace() for ch in api_key):
             raise ValueError("api_key must not contain whitespace")
         if not (api_key.isascii() and api_key.isprintable()):

@@ -73,7 +73,7 @@ class Session:
         http_client: httpx.Client | None = None,
         compression: str = "auto",
     ) -> None:
-        if api_key and auth is not None:
+        if api_key is not None and auth is not None:
             raise ValueError("give api_key or auth, not both")
         if cache is not None and not isinstance(cache, Cache):
             raise TypeError(f"cache must be a tiled_core Cache, not {type(cache).__name__}")
@@ -82,7 +82,7 @@ class Session:
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy.from_env()
-        self._auth: httpx.Auth | None = ApiKeyAuth(api_key) if api_key else auth
+        self._auth: httpx.Auth | None = ApiKeyAuth(api_key) if api_key is not None else auth
         self.cache = cache
         self._compression = compression
         self._loopback = is_loopback(self._base_url)

@@ -77,6 +77,23 @@ def _index(value: Any, axis: int) -> int:
         raise TypeError(f"index for axis {axis} must be an integer or a slice, not {type(value).__name__}") from None
 
 
+def split_newaxis(selection: Any) -> tuple[Any, tuple | None]:
+    """``(selection without numpy.newaxis entries, the index that puts those axes back)``.
+
+    ``None`` inside a tuple is numpy's newaxis: ``arr[..., None]``. The second
+    item is None when there is none; else it indexes the result of the
+    stripped selection: ``None`` where a new axis goes, ``slice(None)`` (or the
+    ``Ellipsis``) for each kept axis; integers took their axis away already.
+    A bare ``None`` (``read(None)``) still means the whole array.
+    """
+    if not isinstance(selection, tuple) or not any(entry is None for entry in selection):
+        return selection, None
+    stripped = tuple(entry for entry in selection if entry is not None)
+    expand = tuple(entry if entry is None or entry is Ellipsis else slice(None) for entry in selection
+                   if entry is None or entry is Ellipsis or isinstance(entry, slice))
+    return stripped, expand
+
+
 def normalize(selection: Any, shape: tuple[int, ...]) -> Selection:
     """Validate ``selection`` (None, int, slice, Ellipsis or a tuple of them) against ``shape``.
 

@@ -23,16 +23,21 @@ It also turns two server answers into errors that say what to do:
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...structures import Spec
-from ...transport import Conflict, ConnectionFailed, RequestTimeout, ServerError, TruncatedResponse
+from ...transport import Conflict, ConnectionFailed, RequestTimeout, ServerError, TiledError, TruncatedResponse
 from ._upload import intended_shape, reserved_rows
 
-__all__ = ["create_node"]
+__all__ = ["answer_lost", "create_node"]
 
-_LOST_ANSWER = (ConnectionFailed, RequestTimeout, TruncatedResponse)
+_GATEWAY = (502, 503, 504)  # a gateway's answer: the server behind it may or may not have acted
 _MAX_CREATES = 4  # creates sent for one call when each answer is lost and the key stays absent
+
+
+def answer_lost(error: BaseException) -> bool:
+    """Whether a non-idempotent request may or may not have been acted on (its answer was lost)."""
+    if isinstance(error, (ConnectionFailed, RequestTimeout, TruncatedResponse)):
+        return True
+    return isinstance(error, ServerError) and error.status in _GATEWAY
 
 
 def create_node(container, family: str, data_sources: list[dict], *, key: str | None, metadata: dict | None,
@@ -48,12 +53,26 @@ def create_node(container, family: str, data_sources: list[dict], *, key: str | 
     for sent in range(1, _MAX_CREATES + 1):
         try:
             return post()
-        except _LOST_ANSWER as error:
+        except (ConnectionFailed, RequestTimeout, TruncatedResponse, ServerError) as error:
+            if not answer_lost(error):
+                if isinstance(error, Conflict):
+                    raise _explained_conflict(container, key, error) from None
+                if error.status != 500:
+                    raise
+                outcome = _when_left_behind(container, key, error, on_conflict, post)
+                if isinstance(outcome, BaseException):
+                    raise outcome from None
+                return outcome
             if key is None:
                 error.add_note("the create may or may not have reached the server, and the key was to be chosen by "
                                "the server, so it cannot be looked up; give key= to make reruns safe")
                 raise
-            existing = container.get(key)
+            try:
+                existing = container.get(key)
+            except TiledError as lookup:
+                lookup.add_note(f"while looking up whether a create of {_where(container, key)}, whose answer was "
+                                f"lost ({error}), had arrived")
+                raise
             if existing is None and sent < _MAX_CREATES:
                 continue  # it never arrived: sending it again cannot make a second node
             if existing is None:
@@ -63,18 +82,19 @@ def create_node(container, family: str, data_sources: list[dict], *, key: str | 
             raise Conflict(409, f"{_where(container, key)} was created by someone else while this create's answer "
                            "was lost (its family, structure, metadata or specs differ); use on_conflict='replace' "
                            "to overwrite it", url=existing.uri) from error
-        except Conflict as error:
-            raise _explained_conflict(container, key, error) from None
-        except ServerError as error:
-            if error.status != 500 or key is None or container.get(key) is not None:
-                raise
-            if on_conflict != "replace" or not _clear_left_behind_storage(container, key):
-                raise _left_behind(container, key, error) from None
-            try:
-                return post()
-            except ServerError as again:
-                raise _left_behind(container, key, again, cleared=True) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _when_left_behind(container, key, error: ServerError, on_conflict: str, post):
+    """A 500 on create: the node (after clearing left-behind storage, with "replace"), or the error to raise."""
+    if key is None or container.get(key) is not None:
+        return error  # raised as is (its own traceback kept)
+    if on_conflict != "replace" or not _clear_left_behind_storage(container, key):
+        return _left_behind(container, key, error)
+    try:
+        return post()
+    except ServerError as again:
+        return _left_behind(container, key, again, cleared=True)
 
 
 def _where(container, key: str) -> str:

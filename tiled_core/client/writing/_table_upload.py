@@ -37,6 +37,15 @@ def data_source(structure: TableStructure, *, mimetype: str | None = None, param
     }
 
 
+def _refuse_multiindex(frame) -> None:
+    import pandas as pd
+
+    if isinstance(getattr(frame, "index", None), pd.MultiIndex):
+        raise ValueError(f"a row MultiIndex ({list(frame.index.names)}) is not stored so that it reads back "
+                         "(the server refuses every read of such a table); call .reset_index() first, which "
+                         "keeps its levels as columns")
+
+
 def table_data_source(data):
     """Normalise ``data`` and describe it as a writable table data source.
 
@@ -49,12 +58,14 @@ def table_data_source(data):
         if not hasattr(data, "npartitions") or not hasattr(data, "_meta"):
             raise TypeError(f"cannot write a {type(data).__name__}; pass a DataFrame")
         columns = _column_names(data.columns)
+        _refuse_multiindex(data._meta)
         schema = to_arrow(data._meta, preserve_index=None).schema
         npartitions = data.npartitions
         prepared = data
     else:
         import pandas as pd
 
+        _refuse_multiindex(data)
         prepared = to_arrow(data, preserve_index=None)  # a RangeIndex stays metadata; other indexes become columns
         columns = _column_names(data.columns if isinstance(data, pd.DataFrame) else prepared.column_names)
         schema = prepared.schema

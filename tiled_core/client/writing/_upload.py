@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from ...structures import ArrayStructure
-from ...transport import ConnectionFailed, RequestTimeout, TruncatedResponse
+from ...transport import ConnectionFailed, RequestTimeout, ServerError, TruncatedResponse
 from ..reading._array_io import (
     SINGLE_REQUEST_BYTES,
     UPLOAD_CHUNK_BYTES,
@@ -60,8 +60,17 @@ def _even(length: int, size: int):
     return [size] * full + ([rest] if rest else []) or [0]
 
 
+def refuse_masked(array) -> None:
+    """A masked array would be stored without its mask: refuse it, saying what to send instead."""
+    if np.ma.isMaskedArray(array) or np.ma.isMaskedArray(getattr(array, "_meta", None)):
+        raise TypeError("masked arrays cannot be written: Tiled stores no mask, so it would be dropped silently. "
+                        "Write array.filled(fill_value) (and the mask, np.ma.getmaskarray(array), as a boolean "
+                        "array of its own if it matters)")
+
+
 def array_data_source(array, *, dims=None):
     """Normalise ``array`` and describe it as a writable data source (zarr needs regular chunks)."""
+    refuse_masked(array)
     if is_dask(array):
         chunks = _dask_chunks(array)
         if chunks != array.chunks:
@@ -168,7 +177,11 @@ def upload_array(client, array, *, persist: bool = True) -> None:
         dtype = ArrayStructure.from_json(visible_structure(raw)).dtype
         try:
             structure = patch_full(session, client.path_parts, data, dtype, (0,), extend=True)
-        except (ConnectionFailed, RequestTimeout, TruncatedResponse):
+        except (ConnectionFailed, RequestTimeout, TruncatedResponse, ServerError) as error:
+            from ._create import answer_lost  # _create imports this module
+
+            if not answer_lost(error):
+                raise
             # The PATCH (not idempotent: it appends) may have been applied before its answer was lost.
             # Look: still reserved, it was not (the server applies it whole or not at all); send it again.
             if reserved_rows(client.refresh().item["attributes"]["structure"]) is None:
