@@ -294,7 +294,7 @@ def test_server_killed_mid_upload_then_restarted(crashing):
 
 
 def test_chaos_writes_complete_by_rerun(proxy, tiled_server, top_key, rerun_top, ref_root):
-    """A seeded random fault on 30% of requests: rerunning each write with "skip" until it returns completes it."""
+    """A seeded random fault on 30% of requests: each write completes, at the latest when rerun with "skip"."""
     keys = {name: f"chaos-{name}-{uuid.uuid4().hex[:6]}" for name in OPS}
     for name, op in OPS.items():
         if op.prepare is not None:
@@ -315,7 +315,8 @@ def test_chaos_writes_complete_by_rerun(proxy, tiled_server, top_key, rerun_top,
         assert _honest(op, ref_root, top_key, key) == "complete", name
     client.context.close()
     assert proxy.faults_applied >= 5
-    assert max(runs.values()) > 1  # some write did fail and was finished by its rerun
+    # Faults struck creates or PATCHes too: resolved by looking (or finished by a rerun), never resent blindly.
+    assert any(method in NON_IDEMPOTENT for _, method, _ in proxy.applied), proxy.applied
 
 
 def test_create_waiting_for_a_pooled_connection_is_retried(proxy, tiled_server, top_key, ref_root):

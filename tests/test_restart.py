@@ -2,6 +2,8 @@
 
 * mid-read of a 96 MiB array and mid-``write_array`` of a 96 MiB dask array:
   both calls return, with the right data, once the server is back;
+* a client kept alive through the fault proxy (tests/_proxy.py) across the
+  restart: the proxy's dead upstream connection is replaced, not reused;
 * mid-create of an array: the server leaves the key's storage directory
   behind without a node, so every later create of that key fails; the error
   says so, and ``on_conflict="replace"`` clears it and writes the array.
@@ -19,6 +21,7 @@ import dask.array
 import numpy as np
 import pytest
 
+from _proxy import FaultProxy
 from tiled_core.client import from_uri
 from tiled_core.client.conflict import is_incomplete
 from tiled_core.server import LocalTiledServer
@@ -74,6 +77,11 @@ def test_read_and_write_in_flight_survive_a_restart(persistent, default_retries)
         except BaseException as exc:  # reported below
             errors[name] = exc
 
+    # A client through the fault proxy with a kept-alive connection across the restart (see the end).
+    proxy = FaultProxy("127.0.0.1", persistent.port)
+    proxied = from_uri(proxy.uri, api_key=persistent.api_key)
+    proxied[top]
+
     read_session, write_session = reader.context.session, writer.context.session
     read_start, write_start = read_session.request_count, write_session.request_count
     threads = [threading.Thread(target=run, args=("read", stored.read)),
@@ -95,6 +103,11 @@ def test_read_and_write_in_flight_survive_a_restart(persistent, default_retries)
     written = reader[top]["written"]
     assert not is_incomplete(written)
     np.testing.assert_array_equal(written.read(), data[::-1])
+    # The proxy's upstream connection died with the server: its next request goes to the new one.
+    proxied.context.session.retry = RetryPolicy(attempts=1)
+    assert proxied[top]["written"].shape == (ROWS, COLUMNS)
+    proxied.context.close()
+    proxy.close()
     reader.context.close()
     writer.context.close()
 

@@ -110,7 +110,10 @@ class RetryPolicy:
     connection errors, timeouts, truncated bodies, 429 (waiting for
     ``Retry-After``) and 502/503/504.
     Backoff doubles from ``backoff`` up to ``max_backoff``; no retry starts
-    after ``deadline`` seconds from the first attempt.
+    after ``deadline`` seconds from the first attempt. ``attempts`` bounds the
+    tries, except refused connections to a server that answered the session
+    before (it is restarting): those are bounded by ``deadline`` alone, unless
+    ``attempts`` is 1 (retrying off).
     """
 
     attempts: int = 6
