@@ -96,7 +96,7 @@ def test_no_key_sent_says_so_and_how_to_send_one(tree, monkeypatch, tiled_server
 
 
 def test_the_copy_bar_never_shows_a_percentage_of_a_growing_total(capsys):
-    from tiled_core.client._progress import CopyProgress, make_reporter
+    from tiled_core.copy._progress import CopyProgress, make_reporter
 
     reporter = make_reporter(True)
     for found in (1, 5, 20):  # the walk finds more nodes and bytes as it goes

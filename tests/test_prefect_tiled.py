@@ -21,12 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def harness():
-    """A temporary Prefect server and SQLite database, started once for the module."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(prefect_harness):
+    """The session's temporary Prefect server (conftest); the module's cached clients closed after it."""
+    yield
     TiledCredentials.close_clients()
 
 
