@@ -85,6 +85,10 @@ def _as_awkward(array):
 
     if isinstance(array, ragged.array):
         return array._impl if isinstance(array._impl, ak.Array) else None
+    given = type(array).__name__
+    if not (isinstance(array, (np.ndarray, ak.Array)) or hasattr(array, "__dlpack__") or hasattr(array, "tolist")
+            or (isinstance(array, Iterable) and not isinstance(array, (str, bytes, dict)))):
+        raise TypeError(f"a ragged array is made from nested sequences of numbers, not {given}")
     try:
         if isinstance(array, np.ndarray) and array.dtype == object:
             array = ragged.array([np.asarray(row).tolist() for row in array])
@@ -92,12 +96,10 @@ def _as_awkward(array):
             array = ragged.array(array)
         elif hasattr(array, "tolist"):
             array = ragged.array(array.tolist())
-        elif isinstance(array, Iterable) and not isinstance(array, (str, bytes, dict)):
-            array = ragged.array(list(array))
         else:
-            raise TypeError(f"a ragged array is made from nested sequences of numbers, not {type(array).__name__}")
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"cannot make a ragged array from {type(array).__name__}: {exc}") from None
+            array = ragged.array(list(array))
+    except (TypeError, ValueError) as exc:  # records, missing values, mixed types
+        raise ValueError(f"cannot make a ragged array from this {given}: {exc}") from None
     return array._impl if isinstance(array._impl, ak.Array) else None
 
 
@@ -205,6 +207,9 @@ def pack_ragged(array, *, shape: tuple[int | None, ...] | None = None, dtype=Non
     if high is None:
         raise ValueError("a ragged array needs at least one dimension; this is a scalar")
     layout = ak.to_layout(high)
+    if _shape(_canonical(ak.to_layout(ak.to_packed(layout))))[2].kind == "c" and (dtype is None or np.dtype(dtype).kind == "c"):
+        # tiled 0.2.20 stores ragged arrays in SQL tables, which have no complex type (the server answers 500)
+        raise ValueError("complex ragged arrays cannot be stored by the server (its SQL storage has no complex type)")
     if dtype is not None:
         dtype = np.dtype(dtype)
         have = _shape(_canonical(ak.to_layout(ak.to_packed(layout))))[2]
