@@ -252,9 +252,12 @@ def test_copy_between_servers_keeps_data_and_partitions(root, stored, second_ser
     dest_root = from_uri(second_server.uri, api_key=second_server.api_key)
     try:
         dest = dest_root.create_container(f"ragged-copy-{uuid.uuid4().hex[:8]}")
-        source = root[stored]
+        source = root.create_container(f"ragged-copy-src-{uuid.uuid4().hex[:8]}")
+        for key in ("parts", "fixed_then_var", "empty_rows"):  # parts: several partitions
+            original = root[stored][key]
+            source.write_ragged(original.read(), key=key, max_partition_bytes=200 if key == "parts" else None)
         copy(source, dest, progress=False)
-        for key in ("parts", "f8_2d", "fixed_then_var", "empty_rows"):
+        for key in ("parts", "fixed_then_var", "empty_rows"):
             assert dest[key].chunks == source[key].chunks
             _same(dest[key].read(), source[key].read())
         again = copy(source, dest, on_conflict="skip", progress=False)
@@ -334,3 +337,18 @@ def test_hostile_bytes_are_refused_or_decode_to_a_valid_array(name, data):
     assert isinstance(result, ragged.array)
     assert ak.validity_error(result._impl) == ""
     result.tolist()  # every element reachable
+
+
+# -- the server's size limit -------------------------------------------------------------------------
+def test_reads_over_the_size_limit_go_partition_by_partition(small_limit_server):
+    root = from_uri(small_limit_server.uri, api_key=small_limit_server.api_key)
+    try:
+        data = ragged.array([np.arange(n, dtype="f8") for n in rng.integers(0, 60, size=100)])
+        node = root.write_ragged(data, key=f"big-ragged-{uuid.uuid4().hex[:6]}", max_partition_bytes=8000)
+        assert pack_ragged(data).nbytes > 20000 and len(node.chunks[0]) >= 3
+        before = root.context.session.request_count
+        _same(node.read(), data)
+        assert root.context.session.request_count - before == 1 + len(node.chunks[0])  # refused, then each partition
+        _same(node[5:95, 1:], data[5:95, 1:])
+    finally:
+        root.context.close()
