@@ -89,8 +89,8 @@ class RaggedClient(BaseClient):
         return self.structure().dims
 
     def __repr__(self) -> str:
-        if self._structure is None and not self._item["attributes"].get("structure") and self._pending_structure is None:
-            return super().__repr__()
+        if self._structure is None and not self._item["attributes"].get("structure"):
+            return super().__repr__()  # not known yet (a listing's lazy structure), and a repr sends no request
         structure = self.structure()
         dims = f" dims={structure.dims}" if structure.dims else ""
         return (f"<{type(self).__name__} {self.path or '/'} shape={structure.shape} size={structure.size} "

@@ -150,7 +150,12 @@ def _shape(layout) -> tuple[tuple[int | None, ...], int, np.dtype]:
 def _packed(layout) -> PackedRagged:
     import awkward as ak
 
-    layout = _canonical(ak.to_layout(ak.to_packed(layout)))
+    return _from_canonical(_canonical(ak.to_layout(ak.to_packed(layout))))
+
+
+def _from_canonical(layout) -> PackedRagged:
+    import awkward as ak
+
     form, length, buffers = ak.to_buffers(layout)
     shape, size, dtype = _shape(layout)
     buffers = {key: np.ascontiguousarray(value).reshape(-1) for key, value in buffers.items()}
@@ -161,10 +166,12 @@ def _conform(layout, shape: tuple[int | None, ...]):
     """``layout`` with each dimension fixed or variable as in ``shape`` (ValueError when it cannot be)."""
     import awkward as ak
 
-    array = ak.Array(layout)
     have = _shape(layout)[0]
     if len(have) != len(shape):
         raise ValueError(f"the data has {len(have)} dimensions {have}; the node has {len(shape)} {shape}")
+    if have[1:] == tuple(shape)[1:]:
+        return layout
+    array = ak.Array(layout)
     for axis in range(len(shape) - 1, 0, -1):
         if shape[axis] is None and have[axis] is not None:
             array = ak.from_regular(array, axis=axis)
@@ -206,25 +213,24 @@ def pack_ragged(array, *, shape: tuple[int | None, ...] | None = None, dtype=Non
     high = _as_awkward(array)
     if high is None:
         raise ValueError("a ragged array needs at least one dimension; this is a scalar")
-    layout = ak.to_layout(high)
-    if _shape(_canonical(ak.to_layout(ak.to_packed(layout))))[2].kind == "c" and (dtype is None or np.dtype(dtype).kind == "c"):
+    canonical = _canonical(ak.to_layout(ak.to_packed(ak.to_layout(high))))
+    have = _shape(canonical)[2]
+    if have.kind == "c" and (dtype is None or np.dtype(dtype).kind == "c"):
         # tiled 0.2.20 stores ragged arrays in SQL tables, which have no complex type (the server answers 500)
         raise ValueError("complex ragged arrays cannot be stored by the server (its SQL storage has no complex type)")
-    if dtype is not None:
+    if dtype is not None and have != np.dtype(dtype):
         dtype = np.dtype(dtype)
-        have = _shape(_canonical(ak.to_layout(ak.to_packed(layout))))[2]
-        if have != dtype:
-            if typed and len(high):
-                raise ValueError(f"the data has dtype {have}; the node's dtype is {dtype}")
-            if not np.can_cast(have, dtype, casting="same_kind"):
-                raise ValueError(f"values of dtype {have} cannot be stored as {dtype}")
-            converted = ak.values_astype(high, dtype)
-            if not np.can_cast(have, dtype, casting="safe") and not ak.all(converted == high):
-                raise ValueError(f"some values do not fit the node's dtype {dtype}")
-            layout = ak.to_layout(converted)
+        if typed and len(high):
+            raise ValueError(f"the data has dtype {have}; the node's dtype is {dtype}")
+        if not np.can_cast(have, dtype, casting="same_kind"):
+            raise ValueError(f"values of dtype {have} cannot be stored as {dtype}")
+        converted = ak.values_astype(ak.Array(canonical), dtype)
+        if not np.can_cast(have, dtype, casting="safe") and not ak.all(converted == ak.Array(canonical)):
+            raise ValueError(f"some values do not fit the node's dtype {dtype}")
+        canonical = _canonical(ak.to_layout(converted))
     if shape is not None:
-        layout = _conform(_canonical(ak.to_layout(ak.to_packed(layout))), tuple(shape))
-    return _packed(layout)
+        canonical = _conform(canonical, tuple(shape))
+    return _from_canonical(canonical)
 
 
 # -- partitions ----------------------------------------------------------------------------------
