@@ -71,6 +71,35 @@ def dask_client():
 
 
 @pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's test harness (a temporary Prefect server and SQLite database), started once per process.
+
+    Its modules share one xdist worker (``_SHARED_WORKER``), so the suite starts it once.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+#: Modules that must run in one worker process because they share a costly session fixture.
+_SHARED_WORKER = {"tests/test_prefect_tiled.py": "prefect", "tests/test_secrets.py": "prefect"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Send whole modules to a worker (module-scoped servers start once), the Prefect ones to the same worker."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return _SHARED_WORKER.get(module, module)
+
+    return ByModule(config, log)
+
+
+@pytest.fixture(scope="session")
 def auth_server():
     """A password-protected server (tiled's DictionaryAuthenticator): users alice and bob.
 

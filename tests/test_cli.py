@@ -60,7 +60,52 @@ def test_copy_then_rerun(tree, dest_uri, keys, second_server, capsys):
     assert "copied 0 nodes" in capsys.readouterr().out
     assert main(["copy", tree, dest_uri, "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "already exists" in err and "on_conflict='skip'" in err
+    assert "already exists" in err and "--on-conflict skip" in err
+    assert "on_conflict=" not in err  # the shell's spelling, not Python's
+
+
+def test_copy_create_makes_a_missing_destination(tree, keys, second_server, capsys):
+    missing = f"{second_server.uri}/metadata/cli-new-{uuid.uuid4().hex[:8]}/mirror"
+    assert main(["copy", tree, missing, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "--create" in err
+    assert main(["copy", tree, missing, "--create", "--no-progress"]) == 0
+    assert "copied 4 nodes" in capsys.readouterr().out
+    dest = from_uri(missing, api_key=second_server.api_key)
+    try:
+        assert dest.structure_family == "container" and list(dest) == ["a", "b", "sub"]
+    finally:
+        dest.context.close()
+    assert main(["copy", tree, missing, "--create", "--on-conflict", "skip", "--no-progress"]) == 0  # exists: kept
+    assert "copied 0 nodes" in capsys.readouterr().out
+
+
+def test_no_key_sent_says_so_and_how_to_send_one(tree, monkeypatch, tiled_server, capsys):
+    for name in ("TILED_API_KEY", "TILED_SOURCE_API_KEY", "TILED_DEST_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["ls", tree]) == 1
+    err = capsys.readouterr().err
+    assert "none were sent" in err and "TILED_API_KEY" in err
+    assert "rejected" not in err and "api_key=" not in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("TILED_API_KEY", "not-the-key")
+    assert main(["ls", tree]) == 1
+    err = capsys.readouterr().err
+    assert "rejected" in err and "wrong" in err and "api_key=" not in err
+    assert "not-the-key" not in err
+
+
+def test_the_copy_bar_never_shows_a_percentage_of_a_growing_total(capsys):
+    from tiled_core.copy._progress import CopyProgress, make_reporter
+
+    reporter = make_reporter(True)
+    for found in (1, 5, 20):  # the walk finds more nodes and bytes as it goes
+        reporter.update(CopyProgress(nodes_done=found - 1, nodes_found=found, bytes_done=1000 * found,
+                                     bytes_found=4000 * found, skipped=0, failed=0, seconds=1.0), final=True)
+    reporter.close()
+    err = capsys.readouterr().err
+    assert "19/20 nodes" in err and "KB" in err.upper()
+    assert "%" not in err
 
 
 def test_copy_on_local_workers(tree, dest_uri, keys, second_server, capsys):

@@ -773,14 +773,61 @@ def test_example_scans_pipeline_materializes(tiled_server):
     assert not any(tiled_server.api_key in line for line in lines)
 
 
-def test_example_definitions_load_as_dagster_dev_loads_them(tmp_path):
+def _dagster_env(tmp_path, **extra) -> dict:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "DAGSTER_DISABLE_TELEMETRY": "1",
            "PYTHONPATH": os.pathsep.join([str(root), str(root / "integrations"), os.environ.get("PYTHONPATH", "")])}
-    env.pop("TILED_URI", None)  # loading must not need a server: resources resolve at run time
-    result = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-f", "example_flows/dagster_scans.py"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=240,
-    )
+    env.pop("TILED_URI", None)
+    env.pop("TILED_API_KEY", None)
+    env.update(extra)
+    return env
+
+
+def test_example_definitions_load_as_dagster_dev_loads_them(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    validate = [sys.executable, "-m", "dagster", "definitions", "validate", "-f", "example_flows/dagster_scans.py"]
+    # Loading needs TILED_URI set, not a server: resources resolve at run time.
+    result = subprocess.run(validate, cwd=root, env=_dagster_env(tmp_path, TILED_URI="http://127.0.0.1:9/api/v1"),
+                            capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Validation successful" in result.stdout + result.stderr
+    # Without TILED_URI: one line that says what to set, no traceback.
+    result = subprocess.run(validate, cwd=root, env=_dagster_env(tmp_path), capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "set TILED_URI" in result.stderr.strip().splitlines()[-1]
+
+
+def test_example_partitions_added_and_materialized_from_a_shell(tiled_server, tmp_path, monkeypatch, capsys):
+    """The shell route of the example's docstring: simulate, add-partitions, `dagster asset materialize`."""
+    from example_flows import dagster_scans
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("TILED_URI", tiled_server.uri)
+    monkeypatch.setenv("TILED_API_KEY", tiled_server.api_key)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert dagster_scans.main(["simulate", "--scans", "2"]) == 0
+    assert dagster_scans.main(["add-partitions"]) == 2  # no DAGSTER_HOME: says so
+    assert "set DAGSTER_HOME" in capsys.readouterr().err
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert dagster_scans.main(["add-partitions"]) == 0
+    out = capsys.readouterr().out
+    assert "scan000" in out and "dagster asset materialize" in out
+    env = _dagster_env(tmp_path, TILED_URI=tiled_server.uri, TILED_API_KEY=tiled_server.api_key)
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "example_flows.dagster_scans",
+         "--select", "raw_scan,reduced_scan", "--partition", "scan001"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert tiled_server.api_key not in result.stdout + result.stderr
+    from tiled_core.client import from_uri
+
+    root_client = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    try:
+        node = root_client[f"{dagster_scans.BASE_PATH}/reduced_scan/scan001"]
+        assert node.read().shape == (dagster_scans.IMAGE_SHAPE[1],)
+        assert node.metadata["dagster"]["partition"] == "scan001"
+    finally:
+        root_client.context.close()

@@ -25,7 +25,6 @@ SERVICES = COMPOSE["services"]
 DOCKERFILE = (DOCKER / "Dockerfile").read_text()
 README = (DOCKER / "README.md").read_text()
 
-UI_ENV = "/opt/dagster-ui/bin/"  # the image's second environment (see docker/README.md)
 # How much of each command is a program's sub-command path (then --help is appended).
 SUBCOMMAND_DEPTH = {"tiled": 3, "dask": 2, "prefect": 3, "dagster-daemon": 2, "dagster-webserver": 1}
 
@@ -62,12 +61,7 @@ def test_every_command_exists_here_and_answers_help(name):
         module = command[2]
         assert importlib.util.find_spec(module) is not None, f"{name}: module {module} does not exist"
         argv = [sys.executable, "-m", module, "--help"]
-    elif program == UI_ENV + "dagster-webserver":
-        # Not installable beside the Tiled server (graphql-core): check the code location it serves.
-        assert command[-2] == "-m"
-        argv = [_bin("dagster"), "definitions", "validate", "-m", command[-1]]
     else:
-        program = program.removeprefix(UI_ENV)
         argv = [_bin(program), *command[1:SUBCOMMAND_DEPTH[program]], "--help"]
     env = {**os.environ, "DO_NOT_TRACK": "1", "TILED_URI": "http://127.0.0.1:9/api/v1", "TILED_API_KEY": "unused"}
     result = subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env, cwd=DOCKER.parent)
@@ -82,8 +76,7 @@ def test_healthcheck_programs_exist(name):
     if test[1] == "python":
         compile(test[3], f"{name} healthcheck", "exec")
     else:
-        assert test[1].startswith(UI_ENV) and f"/opt/dagster-ui/bin/pip install" in DOCKERFILE
-        _bin(test[1].removeprefix(UI_ENV))
+        _bin(test[1])
 
 
 def _variables() -> set[str]:
@@ -109,9 +102,11 @@ def test_the_image_is_multistage_pinned_non_root_and_secret_free():
     base = re.search(r"ARG PYTHON_IMAGE=(\S+)", DOCKERFILE).group(1)
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base
     assert re.search(r"^USER tiled$", DOCKERFILE, flags=re.M)
-    assert '"dagster-webserver>=1.13,<1.14"' in DOCKERFILE and "COPY --from=build /opt/dagster-ui" in DOCKERFILE
+    # One environment: the `all` extra holds the Dagster UI beside the Tiled server.
+    assert DOCKERFILE.count("python -m venv") == 1 and "/opt/dagster-ui" not in DOCKERFILE
+    assert '".[all]"' in DOCKERFILE
     assert "API_KEY" not in "".join(line for line in DOCKERFILE.splitlines() if line.startswith(("ENV", "ARG")))
-    for source in re.findall(r"^COPY (?!--from)(\S+)", DOCKERFILE, flags=re.M):
+    for source in re.findall(r"^COPY (?!--from)(?:--\S+ )*(\S+)", DOCKERFILE, flags=re.M):
         assert (DOCKER.parent / source).exists(), f"Dockerfile copies {source}, which does not exist"
     secret_file = COMPOSE["secrets"]["tiled_api_key"]["file"]
     assert (DOCKER / ".gitignore").read_text().split() == ["secrets/"]
@@ -123,3 +118,25 @@ def test_the_entrypoint_turns_the_key_into_the_servers_variable():
                             capture_output=True, text=True, env={"PATH": os.environ["PATH"], "TILED_API_KEY": "k-123"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "k-123"
+
+
+def test_the_dagster_volume_mount_point_exists_in_the_image_owned_by_tiled():
+    """A fresh named volume copies its mount point's owner from the image: it must be the tiled user."""
+    mounts = {volume.split(":", 1)[1] for name in ("dagster-webserver", "dagster-daemon")
+              for volume in SERVICES[name]["volumes"] if volume.startswith("dagster-data:")}
+    assert mounts == {"/home/tiled/dagster/storage"}
+    made = re.search(r"mkdir -p ([^\n&]+)", DOCKERFILE).group(1).split()
+    assert "/home/tiled/dagster/storage" in made
+    owned = re.search(r"chown -R tiled:tiled ([^\n&]+)", DOCKERFILE).group(1).split()
+    assert any("/home/tiled/dagster/storage".startswith(path) for path in owned)
+    storage = yaml.safe_load((DOCKER / "dagster.yaml").read_text())["storage"]["sqlite"]["base_dir"]
+    assert storage == "/home/tiled/dagster/storage"
+
+
+def test_every_program_the_services_run_is_in_the_one_environment():
+    """dagster-webserver and the Tiled server come from the same installed environment (no second venv)."""
+    bindir = Path(sys.executable).parent
+    for name in ("tiled", "dagster-webserver", "dagster-daemon", "dask", "prefect"):
+        assert (bindir / name).exists(), f"{name} is not in {bindir}"
+    for service in SERVICES.values():
+        assert not service["command"][0].startswith("/"), service["command"]

@@ -255,7 +255,11 @@ PROXY_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("faults", [("reset", "truncated"), ("dropped", "503-storm")], ids="-then-".join)
+# Each pair of faults once, each on one runner: the engine's handling is the same on both,
+# and what differs (workers' own sessions) is exercised by each runner once.
+@pytest.mark.parametrize(("faults", "dask_runner"), [(("reset", "truncated"), "local"),
+                                                     (("dropped", "503-storm"), "cluster")],
+                         ids=["reset-then-truncated-local", "dropped-then-503-storm-cluster"], indirect=["dask_runner"])
 def test_proxy_faults_mid_copy_and_mid_rerun_then_rerun(faults, dask_runner, proxies, connect, tiled_server,
                                                         second_server, source_key, expected, ref_second):
     """The copy is interrupted by one fault, its rerun by another; a last rerun completes it.
@@ -343,6 +347,7 @@ def kill_outside_creates(proxy: FaultProxy, server: LocalTiledServer) -> None:
     gate.set()
 
 
+@pytest.mark.parametrize("dask_runner", ["local"], indirect=True)  # the source restart covers workers
 def test_dest_server_killed_mid_copy_then_rerun(dask_runner, live_spare, spare_proxy, connect, tiled_server,
                                                 source_key, expected):
     spare_proxy.clear()
@@ -391,6 +396,7 @@ def test_source_server_restarted_mid_copy_then_rerun(dask_runner, live_spare, sp
 
 
 # -- half-written nodes are repaired, not skipped ----------------------------------------------
+@pytest.mark.parametrize("dask_runner", ["local"], indirect=True)  # repair is the engine's, runner-agnostic
 def test_half_written_nodes_are_repaired_by_the_rerun(dask_runner, proxies, connect, tiled_server, second_server,
                                                       source_key, ref_root, expected, ref_second, monkeypatch):
     """Runs interrupted by refused writes leave three nodes half-written; the last run repairs them.

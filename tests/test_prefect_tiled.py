@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import glob
 import json
+import os
+import subprocess
+import sys
 import tomllib
 import uuid
 from pathlib import Path
@@ -18,12 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def harness():
-    """A temporary Prefect server and SQLite database, started once for the module."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(prefect_harness):
+    """The session's temporary Prefect server (conftest); the module's cached clients closed after it."""
+    yield
     TiledCredentials.close_clients()
 
 
@@ -150,6 +150,44 @@ def test_entry_point_and_cli_registration(harness):
     assert project["entry-points"]["prefect.collections"] == {"prefect_tiled": "prefect_tiled"}
     invoke_and_assert(["block", "register", "-m", "prefect_tiled"], expected_output_contains="Successfully registered 1 block")
     assert Block.get_block_class_from_key("tiled-credentials") is TiledCredentials
+
+
+def test_block_register_from_a_shell(harness):
+    """`prefect block register -m prefect_tiled`, as the README shows it, against the harness's real API."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "prefect_tiled"],
+                          capture_output=True, text=True, env=env, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Successfully registered 1 block" in done.stdout
+
+    async def registered():
+        async with get_client() as client:
+            block_type = await client.read_block_type_by_slug("tiled-credentials")
+            schemas = [s for s in await client.read_block_schemas() if s.block_type_id == block_type.id]
+            return block_type, schemas
+
+    block_type, schemas = asyncio.run(registered())
+    assert "tiled" in block_type.name.lower()
+    assert any("api_key" in schema.fields.get("properties", {}) for schema in schemas)
+    assert "prefect block register -m prefect_tiled" in (ROOT / "README.md").read_text()
+
+
+def test_every_task_is_importable_from_tasks_and_listed_in_its_docstring():
+    from prefect import Task
+
+    import prefect_tiled.copy
+    import prefect_tiled.tasks as tasks
+
+    assert tasks.copy_nodes is prefect_tiled.copy.copy_nodes
+    names = [name for name in tasks.__all__ if isinstance(getattr(tasks, name), Task)]
+    assert {"read_node", "aread_node", "write_node", "awrite_node", "search_nodes", "asearch_nodes",
+            "copy_nodes"} <= set(names)
+    missing = [name for name in names if f"``{name}``" not in tasks.__doc__]
+    assert not missing, f"tasks not listed in the prefect_tiled.tasks docstring: {missing}"
 
 
 def test_block_save_load_round_trip_keeps_the_key_secret(harness, creds, tiled_server, box, root):

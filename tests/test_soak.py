@@ -12,9 +12,9 @@ and tables, replace metadata and read each write back. The test then asserts:
   connections to the server (counted from ``/proc``, sampled throughout);
 * closing the client gives every socket back.
 
-Loopback only; it stops by itself. CI runs it for 20 s; for a longer run::
+Loopback only; it stops by itself. CI runs it for 10 s; for a longer run::
 
-    TILED_CORE_SOAK_SECONDS=300 python -m pytest -q -m soak tests/test_soak.py -s
+    TILED_CORE_SOAK_SECONDS=300 python -m pytest -q -n 0 -m soak tests/test_soak.py -s
 
 (``-s`` prints the figures: operations done, fds, RSS and connections.)
 No assertion is about speed.
@@ -39,7 +39,7 @@ from tiled_core.client import from_uri
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
-DURATION = float(os.environ.get("TILED_CORE_SOAK_SECONDS", "20"))
+DURATION = float(os.environ.get("TILED_CORE_SOAK_SECONDS", "10"))
 WARM_UP = min(5.0, DURATION / 4)
 READERS, WRITERS = 8, 2
 MAX_CONNECTIONS = 4  # fewer than the 10 threads: the pool limit is under pressure

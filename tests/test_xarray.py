@@ -164,11 +164,17 @@ def test_child_without_a_role_is_a_clear_error(scratch, ref_scratch):
 
 
 # -- dispatch --------------------------------------------------------------------
-def test_unknown_family_falls_back_to_base_client(scratch, ref_scratch):
+def test_unknown_family_falls_back_to_base_client(tiled_server, scratch, ref_scratch):
     import ragged
 
+    from tiled_core.client._dispatch import DEFAULT_STRUCTURE_CLIENT_DISPATCH
+
     ref_scratch.write_ragged(ragged.array([[1, 2], [3]]), key="rag", metadata={"kind": "ragged"})
-    node = scratch["rag"]
+    # A dispatch table without the ragged family, as a custom one may be.
+    table = {k: v for k, v in DEFAULT_STRUCTURE_CLIENT_DISPATCH["numpy"].items() if k != "ragged"}
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key, structure_clients=table)
+    node = client[scratch.path]["rag"]
+    client.context.close()
     assert type(node) is BaseClient
     assert node.structure_family == "ragged"
     assert node.metadata["kind"] == "ragged"

@@ -8,7 +8,7 @@ Layers, each importing only those below it:
   ``reading/``, ``writing/`` and ``login/`` helpers.
 - ``distributed``: what crosses a process boundary to Dask workers.
 - ``queries``, ``iterviews``, ``profiles``: query types, container views, profile files.
-- ``codecs`` (bytes <-> numpy, Arrow, sparse, awkward), ``structures``
+- ``codecs`` (bytes <-> numpy, Arrow, sparse, awkward, ragged), ``structures``
   (structure JSON as dataclasses), ``transport`` (all of HTTP: auth,
   retries, the response cache).
 - ``server``: runs a real ``tiled serve`` for tests and examples (not a layer of the client).

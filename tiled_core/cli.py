@@ -1,6 +1,6 @@
 """The ``tiled-core`` command: copy between servers, list and search nodes.
 
-    tiled-core copy SRC_URI DEST_URI [--workers N | --scheduler ADDR] [--on-conflict error|warn|skip]
+    tiled-core copy SRC_URI DEST_URI [--create] [--workers N | --scheduler ADDR] [--on-conflict error|warn|skip]
     tiled-core ls URI [--long]
     tiled-core search URI KEY=VALUE [KEY=VALUE ...] [--long]
 
@@ -9,6 +9,9 @@ URIs name any node (``http://host:8000/api/v1/metadata/a/b`` or
 from the command line (where ``ps`` and shell history would show them):
 ``TILED_SOURCE_API_KEY`` / ``TILED_DEST_API_KEY`` for ``copy``, falling back
 to ``TILED_API_KEY``, which ``ls`` and ``search`` use.
+
+Errors are one line on stderr that says what to do, in this command's terms
+(``--on-conflict skip``, ``TILED_API_KEY``), never a traceback.
 
 Exit status: 0 on success, 1 when the server or the copy failed, 2 for bad usage.
 """
@@ -42,9 +45,12 @@ def _parser() -> argparse.ArgumentParser:
 
     copy = commands.add_parser("copy", help="copy the children of SRC_URI under DEST_URI (resumable)",
                                description="Copy the children of SRC_URI (a container) under DEST_URI, an existing "
-                               "container; rerun with --on-conflict skip to finish an interrupted copy.")
+                               "container (or a new one, with --create); rerun with --on-conflict skip to finish an "
+                               "interrupted copy. On a terminal a progress bar shows nodes and bytes copied.")
     copy.add_argument("source", metavar="SRC_URI")
     copy.add_argument("dest", metavar="DEST_URI")
+    copy.add_argument("--create", action="store_true",
+                      help="create DEST_URI (and any missing parents) as containers if it does not exist")
     where = copy.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N", help="run the transfers on N local Dask worker processes")
     where.add_argument("--scheduler", metavar="ADDR", help="run the transfers on the Dask cluster at ADDR")
@@ -73,15 +79,67 @@ def _check_uri(uri: str) -> None:
                          f"{SOURCE_KEY} / {DEST_KEY}) instead")
 
 
-def _connect(uri: str, *variables: str):
-    """A client on ``uri`` with the key from the first variable set; and that variable's name."""
+class NoCredentials(Exception):
+    """The server wants credentials and none were sent: reported on stderr with exit status 1."""
+
+
+#: Python spellings in the library's messages, and what a shell user types instead.
+_SHELL_SPELLING = (
+    ("on_conflict='skip'", "--on-conflict skip"),
+    ("on_conflict='replace'", "--on-conflict replace"),
+    ("pass api_key=, set TILED_API_KEY, or log in", f"set {DEFAULT_KEY} (or {SOURCE_KEY} / {DEST_KEY} for copy)"),
+    ("(api_key= or TILED_API_KEY)", f"({DEFAULT_KEY})"),
+    ("pass api_key=", f"set {DEFAULT_KEY}"),
+)
+
+
+def _for_the_shell(message: str) -> str:
+    """``message`` with the library's Python spellings replaced by this command's flags and variables."""
+    for python, shell in _SHELL_SPELLING:
+        message = message.replace(python, shell)
+    return message
+
+
+def _connect(uri: str, *variables: str, create: bool = False):
+    """A client on ``uri`` with the key from the first variable set; and that variable's name.
+
+    ``create``: make ``uri`` (and missing parents) a container first if it does not exist.
+    """
     from .client import from_uri
+    from .transport import AuthenticationError
 
     _check_uri(uri)
-    for name in variables:
-        if os.environ.get(name):
-            return from_uri(uri, api_key=os.environ[name]), name
-    return from_uri(uri), None
+    name = next((n for n in variables if os.environ.get(n)), None)
+    api_key = os.environ[name] if name else None
+    try:
+        try:
+            return from_uri(uri, api_key=api_key), name
+        except KeyError:
+            if not create:
+                raise
+        return _create_containers(uri, api_key), name
+    except AuthenticationError as error:
+        if name is not None:
+            raise
+        server = uri.split("/api/")[0]
+        raise NoCredentials(f"{server} wants credentials and none were sent: set {' or '.join(variables)} "
+                            "to an API key for it (in the environment, never on the command line)") from error
+
+
+def _create_containers(uri: str, api_key: str | None):
+    """The container at ``uri``, created with any missing parents."""
+    from .client import from_context
+    from .client.context import Context
+
+    context, parts = Context.from_any_uri(uri, api_key=api_key)
+    try:
+        node = from_context(context)
+        for part in parts:
+            node = node.create_container(part, on_conflict="skip")
+    except BaseException:
+        context.close()
+        raise
+    return node
 
 
 def _describe(client) -> str:
@@ -117,12 +175,21 @@ def _parse_condition(text: str):
 def _run_copy(args) -> int:
     from .copy import CopyError, copy
     from .distributed import EnvVarCredential, use_credential_source
+    from .transport import AuthenticationError
 
     for option, value in (("--workers", args.workers), ("--concurrency", args.concurrency)):
         if value is not None and value < 1:
             raise UsageError(f"{option} must be at least 1")
     source, source_var = _connect(args.source, SOURCE_KEY, DEFAULT_KEY)
-    dest, dest_var = _connect(args.dest, DEST_KEY, DEFAULT_KEY)
+    try:
+        dest, dest_var = _connect(args.dest, DEST_KEY, DEFAULT_KEY, create=args.create)
+    except KeyError:
+        source.context.close()
+        raise UsageError(f"{args.dest} does not exist: create it, or pass --create to make it (and its parents) "
+                         "a container") from None
+    except BaseException:
+        source.context.close()
+        raise
     cluster = dask_client = None
     try:
         if args.workers is not None:
@@ -144,7 +211,14 @@ def _run_copy(args) -> int:
                            progress=False if args.no_progress else None, dask_client=dask_client,
                            external=args.external)
         except CopyError as error:
-            print(f"tiled-core copy: {error}", file=sys.stderr)
+            message = _for_the_shell(str(error))
+            if isinstance(error.__cause__, AuthenticationError):
+                unsent = [f"to the {side} (set {var} or {DEFAULT_KEY})"
+                          for side, var, sent in (("source", SOURCE_KEY, source_var), ("destination", DEST_KEY, dest_var))
+                          if sent is None]
+                if unsent:
+                    message += f"\nno credentials were sent {' or '.join(unsent)}"
+            print(f"tiled-core copy: {message}", file=sys.stderr)
             return 1
         print(summary)
         return 0
@@ -199,9 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"tiled-core {args.command}: {error}", file=sys.stderr)
         return 2
+    except NoCredentials as error:
+        print(f"tiled-core {args.command}: {error}", file=sys.stderr)
+        return 1
     except (TiledError, KeyError, ValueError) as error:
         message = f"not found: {error}" if isinstance(error, KeyError) else str(error)
-        print(f"tiled-core {args.command}: {message}", file=sys.stderr)
+        print(f"tiled-core {args.command}: {_for_the_shell(message)}", file=sys.stderr)
         return 1
 
 

@@ -1,4 +1,14 @@
-"""Prefect tasks for Tiled: read, write and search nodes (each with an async twin).
+"""Prefect tasks for Tiled: read, write, search and copy nodes.
+
+The tasks here (all importable from ``prefect_tiled.tasks``):
+
+- ``read_node`` / ``aread_node``: a node's data (an array, a table, ...), optionally a slice or columns;
+- ``write_node`` / ``awrite_node``: data written as a node; returns its URI;
+- ``search_nodes`` / ``asearch_nodes``: paths of the children matching a query;
+- ``copy_nodes``: copy a container's children to another server (resumable; also in ``prefect_tiled.copy``,
+  beside the ``sync_copy_flow`` flow);
+
+and ``retry_on_outage``, a ``retry_condition_fn`` for them (see below).
 
 Every task takes a ``TiledCredentials`` block first, logs what it acts on
 (paths and the server URI, never the key) and returns something small: a URI,
@@ -41,10 +51,12 @@ from prefect.cache_policies import NO_CACHE
 
 from . import _ops
 from .artifacts import apublish_writes, publish_writes
+from .copy import copy_nodes
 from .credentials import TiledCredentials
 
 __all__ = [
-    "read_node", "aread_node", "write_node", "awrite_node", "search_nodes", "asearch_nodes", "retry_on_outage",
+    "read_node", "aread_node", "write_node", "awrite_node", "search_nodes", "asearch_nodes", "copy_nodes",
+    "retry_on_outage",
 ]
 
 _OPTIONS = dict(retries=0, cache_policy=NO_CACHE, persist_result=False)

@@ -2,7 +2,7 @@
 
 Public modules (the reference client's paths): ``constructors`` (``from_uri``,
 ``from_profile``, ``from_context``), ``context`` (``Context``), ``base``,
-``container``, ``array``, ``dataframe``, ``sparse``, ``awkward``, ``xarray``
+``container``, ``array``, ``dataframe``, ``sparse``, ``awkward``, ``ragged``, ``xarray``
 (one client class per structure family), ``cache`` (``Cache``),
 ``metadata_update``, ``sync`` (``copy``; the engine is :mod:`tiled_core.copy`),
 and for code that schedules its own uploads ``conflict`` and ``blocks``.

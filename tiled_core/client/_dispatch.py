@@ -15,6 +15,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
     "numpy": {
         "sparse": "tiled_core.client.sparse:SparseClient",
         "awkward": "tiled_core.client.awkward:AwkwardClient",
+        "ragged": "tiled_core.client.ragged:RaggedClient",
         "xarray_dataset": "tiled_core.client.xarray:DatasetClient",  # a spec, matched before families
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:ArrayClient",
@@ -24,6 +25,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         # sparse and awkward have no lazy client (nor does the reference): both modes read eagerly
         "sparse": "tiled_core.client.sparse:SparseClient",
         "awkward": "tiled_core.client.awkward:AwkwardClient",
+        "ragged": "tiled_core.client.ragged:DaskRaggedClient",
         "xarray_dataset": "tiled_core.client.xarray:DaskDatasetClient",
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:DaskArrayClient",

@@ -15,7 +15,11 @@ from .writing._readonly import DictView, ListView
 from .writing._revisions import MetadataRevisions
 from .context import Context
 
-__all__ = ["BaseClient", "UNCHANGED"]
+__all__ = ["BaseClient", "ExportRefused", "UNCHANGED"]
+
+
+class ExportRefused(NotAcceptable, ValueError):
+    """The server refused an export (406): a ValueError, and the server's ClientError as the reference raises."""
 
 
 class _Unchanged:
@@ -234,7 +238,8 @@ class BaseClient:
                     for chunk in chunks:
                         filepath.write(chunk)
         except NotAcceptable as error:
-            raise ValueError(f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}") from None
+            raise ExportRefused(406, f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}",
+                                url=error.url, request_id=error.request_id) from None
 
     # -- fallback for families and specs without a client ------------------
     def read(self, *args, **kwargs):

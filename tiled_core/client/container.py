@@ -456,6 +456,38 @@ class Container(BaseClient, collections.abc.Mapping):
             finish_write(target.client)
         return target.client
 
+    def write_ragged(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                     specs: list | None = None, access_tags: list[str] | None = None,
+                     max_partition_bytes: int | None = None, appendable: bool = True, on_conflict: str = "error"):
+        """Create a ragged array node from ``array`` and upload it; returns its ``RaggedClient``.
+
+        ``array``: a ``ragged.array``, an ``awkward.Array`` of nested lists of
+        numbers, a numpy array or nested sequences. It is stored in the
+        server's SQL storage in partitions of whole rows of at most
+        ``max_partition_bytes`` each (default 100 MB), one request per
+        partition. ``dims`` names the dimensions. ``appendable=False`` is not
+        supported by the server (NotImplementedError). ``on_conflict``
+        ("error", "skip", "replace") decides what happens when ``key`` exists;
+        an unfinished node found by "skip" is written again from scratch (the
+        server appends partitions, so they cannot be topped up).
+        Data that cannot be a ragged array (records, missing values, strings),
+        a row larger than ``max_partition_bytes``, or bad keys and metadata
+        raise before any request.
+        """
+        from .writing._ragged_upload import ragged_data_source, upload_ragged
+
+        check_on_conflict(on_conflict)
+        if not appendable:
+            raise NotImplementedError("appendable=False is not yet implemented (the server's ragged storage appends)")
+        validated = validate_key(key) if key is not None else None
+        packed, rows, source = ragged_data_source(array, dims=dims, max_partition_bytes=max_partition_bytes)
+        target = begin_write(self, "ragged", [source], key=validated, metadata=metadata, specs=specs,
+                             access_tags=access_tags, on_conflict=on_conflict, resumable=False)
+        if target.needs_upload:
+            upload_ragged(target.client, packed, rows)
+            finish_write(target.client)
+        return target.client
+
 
 def _writable_source(family: str, structure) -> dict:
     """A data source the server stores itself (``management: writable``) for a new node."""

@@ -79,12 +79,16 @@ class CopyError(RuntimeError):
 
 
 class _Bar:
-    """A tqdm bar over bytes whose total grows as the tree is walked."""
+    """A tqdm bar over bytes, without a percentage: the total grows as the tree is walked.
+
+    A percentage of a growing total goes backwards; instead the bar shows the
+    bytes copied and the rate, with nodes done out of nodes found so far.
+    """
 
     def __init__(self) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="copy", file=sys.stderr,
+        self._bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc="copy", file=sys.stderr,
                          dynamic_ncols=True, leave=True)
         self._last = 0.0
 
@@ -93,7 +97,6 @@ class _Bar:
         if not final and now - self._last < 0.2:
             return
         self._last = now
-        self._bar.total = max(progress.bytes_found, progress.bytes_done)
         self._bar.n = progress.bytes_done
         self._bar.set_postfix_str(
             f"{progress.nodes_done}/{progress.nodes_found} nodes, {progress.skipped} skipped, {progress.failed} failed",

@@ -114,7 +114,7 @@ def _ragged_transfer(source: Session, source_path, dest: Session, dest_path, uni
     ((start, stop),) = unit.region
     body = source.get_bytes(f"ragged/full/{_path(source_path)}", [("slice", f"{start}:{stop}")], accept=ZIP)
     dest.send("PUT", f"ragged/block/{_path(dest_path)}", params=[("block", str(unit.index))], content=body,
-              content_type=ZIP)
+              content_type=ZIP, idempotent=False)  # an append: a resend could store the chunk twice
     return len(body)
 
 

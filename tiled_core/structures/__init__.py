@@ -6,9 +6,10 @@ from ._container import ContainerStructure
 from ._table import TableStructure
 from ._sparse import SparseStructure
 from ._awkward import AwkwardStructure
+from ._ragged import RaggedStructure
 
 __all__ = [
     "ArrayStructure", "BuiltinDtype", "StructDtype", "Field",
     "ContainerStructure", "Spec", "StructureFamily", "TableStructure",
-    "SparseStructure", "AwkwardStructure",
+    "SparseStructure", "AwkwardStructure", "RaggedStructure",
 ]

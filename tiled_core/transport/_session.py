@@ -369,10 +369,14 @@ class Session:
         content_type: str | None = None,
         form: dict[str, str] | None = None,
         authenticate: bool = True,
+        idempotent: bool | None = None,
     ) -> Any:
         """Send a body (JSON-encodable ``json``, a ``form``, or raw ``content``); return the decoded reply or None.
 
         ``authenticate=False`` sends no credential (login and token endpoints).
+        ``idempotent=False`` marks a request that must not be resent after a
+        failure mid-way (a PUT the server applies as an append); by default
+        the method decides.
         ``content`` may be any C-contiguous buffer; it is streamed without a copy.
         """
         import orjson
@@ -401,7 +405,7 @@ class Session:
                 return None
             return decode_document(response.content, response.headers.get("content-type", ""), url=url)
 
-        return self._with_retries(method, url, attempt)
+        return self._with_retries(method, url, attempt, idempotent=idempotent)
 
     # -- login sessions --------------------------------------------------------
     def token_refresher(self, refresh_url: str) -> Callable[[str], Any]:

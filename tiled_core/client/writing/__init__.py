@@ -4,6 +4,7 @@
   ``begin_write``/``finish_write`` (public through ``tiled_core.client.conflict``).
 - ``_upload``: array data sources and block uploads (one request or many).
 - ``_table_upload``: table data sources and partition uploads.
+- ``_ragged_upload``: ragged data sources and row-partition uploads (in order, never resent).
 - ``_metadata``: JSON-safe metadata and specs, and the patches that update them.
 - ``_readonly``: read-only views of metadata handed to users.
 - ``_revisions``: a node's metadata revisions.

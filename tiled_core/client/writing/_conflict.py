@@ -94,10 +94,16 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _ragged_fingerprint(structure: dict) -> tuple:
+    # The row partitions are a storage detail (they follow max_partition_bytes): same data, same node.
+    return tuple(structure["shape"]), structure["size"], _canonical(structure["data_type"])
+
+
 # family -> what must match for "skip" to accept an existing node (default: the whole structure).
 STRUCTURE_FINGERPRINTS: dict[str, Callable[[dict], Any]] = {
     "array": _array_fingerprint,
     "container": lambda structure: None,
+    "ragged": _ragged_fingerprint,
 }
 
 
@@ -146,11 +152,14 @@ def begin_write(
     access_tags: list[str] | None = None,
     on_conflict: str = "error",
     mark: bool | None = None,
+    resumable: bool = True,
 ) -> WriteTarget:
     """Resolve ``on_conflict`` for ``key`` and create the node, marked incomplete when it takes data.
 
     ``mark=False`` is for writers whose new node shows its incompleteness by
-    itself (a reserved array, or one with no data to send).
+    itself (a reserved array, or one with no data to send). ``resumable=False``
+    is for data the server appends (ragged partitions): "skip" then makes an
+    unfinished node again instead of sending its data a second time.
     """
     check_on_conflict(on_conflict)
     # Everything that can be refused is refused here, before "replace" deletes anything.
@@ -171,8 +180,12 @@ def begin_write(
         if existing is not None:
             if on_conflict == "replace":
                 container.delete(key, recursive=True)
+            elif not _check_reusable(existing, family, data_sources):
+                return WriteTarget(existing, False)
+            elif resumable:
+                return WriteTarget(existing, True)
             else:
-                return WriteTarget(existing, _check_reusable(existing, family, data_sources))
+                container.delete(key, recursive=True)  # unfinished, and its partial data cannot be topped up
     marked = [*(specs or []), Spec(INCOMPLETE_SPEC)] if mark else specs
     client = create_node(container, family, data_sources, key=key, metadata=metadata, specs=marked,
                          access_tags=access_tags, on_conflict=on_conflict)
