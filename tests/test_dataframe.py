@@ -347,7 +347,7 @@ def test_dask_graph_carries_no_key(tiled_server, tables, monkeypatch):
 
 
 def test_tiled_core_writes_what_the_reference_writes(scratch, ref_scratch):
-    ours = scratch.write_dataframe(MIXED, key="ours", metadata={"who": "core"})
+    ours = scratch.write_table(MIXED, key="ours", metadata={"who": "core"})
     ref_scratch.write_table(MIXED, key="theirs")
     assert type(ours) is DataFrameClient
     assert ref_scratch["ours"].metadata["who"] == "core"
@@ -358,7 +358,7 @@ def test_tiled_core_writes_what_the_reference_writes(scratch, ref_scratch):
 
 def test_dask_frames_keep_their_partitions(scratch, ref_scratch):
     data = dd.from_pandas(PARTED, npartitions=3)
-    scratch.write_dataframe(data, key="ours")
+    scratch.write_table(data, key="ours")
     ref_scratch.write_table(data, key="theirs")
     ours, theirs = ref_scratch["ours"], ref_scratch["theirs"]
     assert ours.structure().npartitions == 3
@@ -374,11 +374,11 @@ def test_write_table_and_dicts(scratch, ref_scratch):
 
 
 def test_write_and_write_partition_replace_data(scratch, ref_scratch):
-    single = scratch.write_dataframe(MIXED, key="single")
+    single = scratch.write_table(MIXED, key="single")
     changed = MIXED.assign(f=MIXED["f"] * 2)
     single.write(changed)
     pd.testing.assert_frame_equal(ref_scratch["single"].read(), changed, check_dtype=False)
-    parted = scratch.write_dataframe(dd.from_pandas(PARTED, npartitions=2), key="parted")
+    parted = scratch.write_table(dd.from_pandas(PARTED, npartitions=2), key="parted")
     piece = PARTED.iloc[20:].assign(x=-1.0)
     parted.write_partition(1, piece)
     pd.testing.assert_frame_equal(ref_scratch["parted"].read_partition(1), piece, check_dtype=False)
@@ -404,19 +404,19 @@ def test_write_and_write_partition_replace_data(scratch, ref_scratch):
 def test_bad_frames_fail_before_any_request(scratch, frame, error):
     before = _count(scratch)
     with pytest.raises(error):
-        scratch.write_dataframe(frame, key="bad")
+        scratch.write_table(frame, key="bad")
     assert _count(scratch) == before
 
 
 def test_on_conflict(scratch, ref_scratch):
-    scratch.write_dataframe(MIXED, key="t")
+    scratch.write_table(MIXED, key="t")
     with pytest.raises(Conflict):
-        scratch.write_dataframe(MIXED, key="t")
-    same = scratch.write_dataframe(MIXED, key="t", on_conflict="skip")
+        scratch.write_table(MIXED, key="t")
+    same = scratch.write_table(MIXED, key="t", on_conflict="skip")
     _check_same(same.read(), ref_scratch["t"].read())
     with pytest.raises(Conflict, match="different structure"):
-        scratch.write_dataframe(MIXED.iloc[:3], key="t", on_conflict="skip")
-    scratch.write_dataframe(PARTED, key="t", on_conflict="replace")
+        scratch.write_table(MIXED.iloc[:3], key="t", on_conflict="skip")
+    scratch.write_table(PARTED, key="t", on_conflict="replace")
     pd.testing.assert_frame_equal(ref_scratch["t"].read(), PARTED, check_dtype=False)
     assert [s.name for s in ref_scratch["t"].specs] == []  # the incomplete mark is gone
 

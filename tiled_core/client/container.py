@@ -414,8 +414,8 @@ class Container(BaseClient, collections.abc.Mapping):
             raise KeyError(key) from None
 
     # -- tables ------------------------------------------------------------
-    def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
-                        specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+    def write_table(self, data, *, key: str | None = None, metadata: dict | None = None,
+                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
         """Create a table node and upload ``data``: a pandas or dask DataFrame (or a dict of columns).
 
         A dask DataFrame keeps its partitions as the table's partitions; they
@@ -438,11 +438,13 @@ class Container(BaseClient, collections.abc.Mapping):
             finish_write(target.client)
         return target.client
 
-    def write_table(self, data, *, key: str | None = None, metadata: dict | None = None,
-                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
-        """Create a table node and upload ``data`` (the reference client's newer name for write_dataframe)."""
-        return self.write_dataframe(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags,
-                                    on_conflict=on_conflict)
+    def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
+                        specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Deprecated (as in the reference client): the same as ``write_table``."""
+        warnings.warn("write_dataframe is deprecated; use write_table (the same arguments)", DeprecationWarning,
+                      stacklevel=2)
+        return self.write_table(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags,
+                                on_conflict=on_conflict)
 
     def create_appendable_table(self, schema, npartitions: int = 1, *, key: str | None = None,
                                 metadata: dict | None = None, specs: list | None = None,
