@@ -51,6 +51,7 @@ from tiled_core.client import from_context, from_profile, from_uri
 from tiled_core.client.cache import Cache
 from tiled_core.client.context import Context
 from tiled_core.profiles import ProfileError
+from tiled_core.queries._base import query_dataclass
 from tiled_core.server import LocalTiledServer
 from tiled_core.transport import (
     AuthenticationError,
@@ -504,7 +505,7 @@ def test_too_many_specs(box):
 # ================================================================ queries
 
 
-@queries._query
+@query_dataclass
 class _Approx(queries.Query):
     """A query type of one's own that no server knows."""
 

@@ -1,50 +1,33 @@
-"""The HTTP response cache: one SQLite file (WAL), shared by threads and processes.
+"""``Cache``: settings, SQLite connections shared by threads (fork-aware), and its operations.
 
-Entries are keyed by a hash of method, URL (with query), ``Accept`` header and
-the identity of the credential (the user behind a login, or a hash of the API
-key), so answers for different formats or users never mix. Only ``200``
-answers carrying an ``ETag`` are kept, and the session revalidates them
-(``If-None-Match``); a ``304`` reuses the stored body. With ``max_age`` the
-user allows entries validated less than that many seconds ago to be used
-without asking. Bodies are stored and read as SQLite BLOBs in pieces,
-straight from/into the caller's buffer, in a table of their own: updating an
-entry's bookkeeping (last use) must not rewrite a body of hundreds of MiB.
-
-A file that is corrupt, not ours, or locked for longer than the busy timeout
-turns the cache off for this ``Cache`` object with a ``CacheWarning``: the
-client keeps working, uncached. A damaged entry in a sound file (a body of
-another length or checksum than stored with it, unreadable headers) is
-dropped with a ``CacheWarning`` and fetched again, never served.
+SQLite trouble (a corrupt, foreign or locked file) turns this ``Cache`` off with
+a ``CacheWarning``; a damaged entry is dropped and fetched again.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import dataclasses
-import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import warnings
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from ._tokens import cache_directory, private_directory
+from .._tokens import cache_directory, private_directory
+from ._keys import request_key
+from ._schema import Unusable, prepare_schema
+from ._slot import CachedEntry
+from ._storage import Damaged, insert_entry, make_room, read_blob, remove_entries
 
-__all__ = ["Cache", "CacheWarning", "CachedEntry", "CacheSlot", "cache_key", "identity_of", "storable"]
+__all__ = ["Cache", "CacheWarning"]
 
-SCHEMA_VERSION = 4  # 4: bodies carry a CRC-32
 DEFAULT_CAPACITY = 500_000_000
 DEFAULT_MAX_ITEM_SIZE = 500_000
-_VERSION_TABLE = "tiled_core_response_cache_version"
-_PAGE_SIZE = 65536  # large pages: big BLOBs read in fewer, longer runs
-_PIECE = 8 << 20  # bytes moved per BLOB read/write call
 _BUSY_TIMEOUT = 10.0  # seconds to wait for another writer before giving up
 _MAX_IDLE_CONNECTIONS = 8
 # Not kept: hop-by-hop and framing headers (the body is stored decoded), and cookies.
@@ -56,120 +39,6 @@ _DROPPED_HEADERS = frozenset({
 
 class CacheWarning(UserWarning):
     """The response cache could not be used (corrupt, foreign or locked file); the client goes on uncached."""
-
-
-class _Unusable(Exception):
-    pass
-
-
-class _Damaged(Exception):
-    """One entry does not match what was stored with it."""
-
-
-def _jwt_subject(token: str) -> str | None:
-    """The ``sub`` claim of a JWT, unverified (only to key the cache by user)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return str(claims["sub"])
-    except (IndexError, ValueError, KeyError, TypeError):
-        return None
-
-
-def identity_of(authorization: str | None) -> str:
-    """Who a request speaks for, without the secret: a login's principal, or a hash of the credential."""
-    if not authorization:
-        return "anonymous"
-    scheme, _, credential = authorization.partition(" ")
-    if scheme.lower() == "bearer":
-        subject = _jwt_subject(credential.strip())
-        if subject:
-            return f"principal:{subject}"
-    return "credential:" + hashlib.sha256(authorization.encode()).hexdigest()
-
-
-def cache_key(method: str, url: str, accept: str, identity: str) -> str:
-    """The key of one response: a hash, so the file holds neither URLs nor credentials in the clear."""
-    text = "\n".join((method.upper(), url, accept.strip().lower(), identity))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _request_key(request: httpx.Request) -> str:
-    return cache_key(
-        request.method, str(request.url), request.headers.get("accept", ""),
-        identity_of(request.headers.get("authorization")),
-    )
-
-
-def storable(request_headers, response_status: int, response_headers) -> bool:
-    """A ``200`` with an ``ETag`` (so it can be revalidated), and no ``no-store`` either way."""
-    if response_status != 200 or not response_headers.get("etag"):
-        return False
-    for headers in (request_headers, response_headers):
-        directives = [d.strip().lower() for d in headers.get("cache-control", "").split(",")]
-        if "no-store" in directives:
-            return False
-    return True
-
-
-@dataclasses.dataclass(frozen=True)
-class CachedEntry:
-    """What is known of a stored response before reading its body."""
-
-    key: str
-    etag: str
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    size: int
-    validated_at: float  # when the server last confirmed this version (stored it, or answered 304)
-
-    @property
-    def content_type(self) -> str:
-        for name, value in self.headers:
-            if name.lower() == "content-type":
-                return value
-        return ""
-
-
-@dataclasses.dataclass
-class CacheSlot:
-    """One GET's place in a cache: the stored entry to revalidate (if any), and where the answer goes."""
-
-    cache: "Cache"
-    key: str
-    entry: CachedEntry | None
-
-    def validators(self) -> dict[str, str]:
-        """Headers making the GET conditional on the stored version."""
-        return {"if-none-match": self.entry.etag} if self.entry is not None else {}
-
-    def stored_body(self, out: memoryview | None = None, *, validated: bool = False):
-        """The stored body (or True after filling ``out``); None/False if it changed meanwhile.
-
-        ``validated``: the server has just confirmed it (a 304).
-        """
-        if self.entry is None:
-            return None if out is None else False
-        return self.cache.read_body(self.entry, out, validated=validated)
-
-    def fresh(self) -> bool:
-        """True when the cache's ``max_age`` lets the stored entry answer without asking the server."""
-        max_age = self.cache.max_age
-        return self.entry is not None and max_age is not None and time.time() - self.entry.validated_at <= max_age
-
-    def offline(self, out: memoryview | None = None):
-        """The stored body when the server is unreachable and the cache allows offline reads."""
-        if not self.cache.allow_offline or self.entry is None:
-            return None if out is None else False
-        result = self.stored_body(out)
-        if result is not None and result is not False:
-            self.cache.note_offline()
-        return result
-
-    def keep(self, request_headers, status: int, headers, body) -> None:
-        """Store the answer if it may be cached."""
-        if storable(request_headers, status, headers):
-            self.cache.store(self.key, status, headers, body)
 
 
 def _create_private(filepath: Path) -> None:
@@ -249,7 +118,7 @@ class Cache:
         self._warned_damage = False
         try:
             self._prepare()
-        except (sqlite3.Error, OSError, _Unusable) as exc:
+        except (sqlite3.Error, OSError, Unusable) as exc:
             self._disable(f"cannot use {self._filepath}: {exc}")
 
     # -- settings ------------------------------------------------------------
@@ -349,46 +218,9 @@ class Cache:
 
     def _prepare(self) -> None:
         if self._readonly and not self._filepath.exists():
-            raise _Unusable("the file does not exist and the cache is read-only")
+            raise Unusable("the file does not exist and the cache is read-only")
         with self._connection() as conn:
-            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if tables and _VERSION_TABLE not in tables:
-                raise _Unusable("the file is not a tiled_core response cache")
-            version = None
-            if tables:
-                row = conn.execute(f"SELECT version FROM {_VERSION_TABLE}").fetchone()
-                version = row[0] if row else None
-            if version == SCHEMA_VERSION:
-                return
-            if self._readonly:
-                raise _Unusable(f"cache schema version {version}, expected {SCHEMA_VERSION}, and read-only")
-            if not tables:
-                conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only takes effect on an empty file
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA journal_size_limit=67108864")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = None
-                if _VERSION_TABLE in {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
-                    row = conn.execute(f"SELECT version FROM {_VERSION_TABLE}").fetchone()
-                if row is None or row[0] != SCHEMA_VERSION:  # still (another process may have just made it)
-                    # A cache is disposable: an old layout is replaced, not migrated.
-                    for table in ("responses", "bodies", _VERSION_TABLE):
-                        conn.execute(f"DROP TABLE IF EXISTS {table}")
-                    conn.execute(
-                        "CREATE TABLE responses (cache_key TEXT PRIMARY KEY, etag TEXT NOT NULL, "
-                        "status_code INTEGER NOT NULL, headers TEXT NOT NULL, size INTEGER NOT NULL, "
-                        "checksum INTEGER NOT NULL, time_created REAL NOT NULL, time_last_accessed REAL NOT NULL, "
-                        "time_validated REAL NOT NULL, body_id INTEGER NOT NULL)"
-                    )
-                    conn.execute("CREATE TABLE bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-                    conn.execute("CREATE INDEX responses_by_last_access ON responses (time_last_accessed)")
-                    conn.execute(f"CREATE TABLE {_VERSION_TABLE} (version INTEGER NOT NULL)")
-                    conn.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (?)", (SCHEMA_VERSION,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            prepare_schema(conn, self._readonly)
 
     def _disable(self, reason: str, stacklevel: int = 3) -> None:
         if self._disabled is None:
@@ -455,8 +287,8 @@ class Cache:
                     (entry.key, entry.etag),
                 ).fetchone()
                 if row is not None and (out is None or row[1] == len(out)):
-                    result = _read_blob(conn, *row, out)
-            except _Damaged as exc:
+                    result = read_blob(conn, *row, out)
+            except Damaged as exc:
                 damage = str(exc)
             else:
                 damage = None
@@ -479,7 +311,7 @@ class Cache:
             return
         with self._guard("dropping a damaged entry"), self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            _remove(conn, [key])
+            remove_entries(conn, [key])
             conn.execute("COMMIT")
 
     def _touch(self, conn: sqlite3.Connection, key: str, validated: bool) -> None:
@@ -510,21 +342,9 @@ class Cache:
         with self._guard("storing an entry"), self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                _remove(conn, [key])
-                self._make_room(conn, size)
-                body_id = conn.execute("INSERT INTO bodies (body) VALUES (zeroblob(?))", (size,)).lastrowid
-                checksum = 0
-                if size:
-                    with conn.blobopen("bodies", "body", body_id) as blob:
-                        for start in range(0, size, _PIECE):
-                            piece = view[start:start + _PIECE]
-                            blob.write(piece)
-                            checksum = zlib.crc32(piece, checksum)
-                conn.execute(
-                    "INSERT INTO responses (cache_key, etag, status_code, headers, size, checksum, time_created, "
-                    "time_last_accessed, time_validated, body_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, etag, status, json.dumps(pairs), size, checksum, now, now, now, body_id),
-                )
+                remove_entries(conn, [key])
+                make_room(conn, size, self._capacity)
+                insert_entry(conn, key, etag, status, pairs, view, now)
                 conn.execute("COMMIT")
                 stored = True
             except BaseException:
@@ -532,20 +352,6 @@ class Cache:
                     conn.execute("ROLLBACK")
                 raise
         return stored
-
-    def _make_room(self, conn: sqlite3.Connection, incoming: int) -> None:
-        """Evict the least recently used entries until ``incoming`` more bytes fit."""
-        (total,) = conn.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()
-        excess = total + incoming - self._capacity
-        if excess <= 0:
-            return
-        victims = []
-        for victim, size in conn.execute("SELECT cache_key, size FROM responses ORDER BY time_last_accessed, rowid"):
-            victims.append(victim)
-            excess -= size
-            if excess <= 0:
-                break
-        _remove(conn, victims)
 
     def note_offline(self) -> None:
         if not self._warned_offline:
@@ -558,7 +364,7 @@ class Cache:
     # -- the reference client's API --------------------------------------------
     def get(self, request: httpx.Request) -> httpx.Response | None:
         """Get cached response from Cache (None if absent)."""
-        entry = self.lookup(_request_key(request))
+        entry = self.lookup(request_key(request))
         if entry is None:
             return None
         body = self.read_body(entry)
@@ -577,7 +383,7 @@ class Cache:
         if self._readonly:
             raise RuntimeError("Cache is readonly")
         body = content if content is not None else response.content
-        return self.store(_request_key(request), response.status_code, response.headers, body)
+        return self.store(request_key(request), response.status_code, response.headers, body)
 
     def delete(self, request: httpx.Request) -> None:
         """Delete an entry from cache. Raises RuntimeError on a read-only cache."""
@@ -587,7 +393,7 @@ class Cache:
             return
         with self._guard("deleting an entry"), self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            _remove(conn, [_request_key(request)])
+            remove_entries(conn, [request_key(request)])
             conn.execute("COMMIT")
 
     def clear(self) -> None:
@@ -623,41 +429,6 @@ class Cache:
         with self._guard(what), self._connection() as conn:
             return conn.execute(sql).fetchone()[0]
         return 0
-
-
-def _remove(conn: sqlite3.Connection, keys: list[str]) -> None:
-    """Delete entries and their bodies (inside the caller's write transaction)."""
-    for key in keys:
-        row = conn.execute("SELECT body_id FROM responses WHERE cache_key = ?", (key,)).fetchone()
-        if row is not None:
-            conn.execute("DELETE FROM responses WHERE cache_key = ?", (key,))
-            conn.execute("DELETE FROM bodies WHERE id = ?", row)
-
-
-def _read_blob(conn: sqlite3.Connection, rowid: int, size: int, checksum: int,
-               out: memoryview | None) -> bytes | bool:
-    """The body (or True once copied into ``out``); _Damaged when it is not what was stored."""
-    try:
-        blob = conn.blobopen("bodies", "body", rowid, readonly=True)
-    except sqlite3.OperationalError as exc:  # no such row: the body went missing
-        if size == 0 and checksum == 0:
-            return b"" if out is None else True
-        raise _Damaged(f"its body is missing ({exc})") from None
-    with blob:
-        if len(blob) != size:
-            raise _Damaged(f"its body has {len(blob)} bytes, {size} were stored")
-        crc = 0
-        pieces = []
-        for start in range(0, size, _PIECE):
-            piece = blob.read(_PIECE)
-            crc = zlib.crc32(piece, crc)
-            if out is None:
-                pieces.append(piece)
-            else:
-                out[start:start + len(piece)] = piece
-    if crc != checksum:
-        raise _Damaged("its body does not match its checksum")
-    return b"".join(pieces) if out is None else True
 
 
 def _rebuild(filepath, capacity, max_item_size, readonly, allow_offline, max_age) -> Cache:
