@@ -49,6 +49,7 @@ def test_matches_at_every_depth_keyed_by_relative_paths(tree):
     assert node.metadata["depth"] == 3
     assert node.path_parts == [*tree.path_parts, "nested", "images", "s42"]
     assert results["nested/images/s42"].path == node.path
+    assert node.parent.path_parts == [*tree.path_parts, "nested", "images"]
     np.testing.assert_array_equal(node.read(), np.ones(3))
     for key, value in results.items():
         assert value.metadata["sample"] == "abc", key

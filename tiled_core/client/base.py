@@ -113,6 +113,16 @@ class BaseClient:
         return self._path
 
     @property
+    def parent(self) -> "BaseClient | None":
+        """A client for the container holding this node (one request); None for the root."""
+        if not self._path:
+            return None
+        from .constructors import from_context
+
+        return from_context(self._context, self._structure_clients, list(self._path[:-1]),
+                            include_data_sources=self._include_data_sources)
+
+    @property
     def path(self) -> str:
         return "/".join(self._path)
 
