@@ -230,6 +230,17 @@ def test_view_indexing_and_slices(ours):
     for s in [slice(None), slice(2, 5), slice(-3, None), slice(1, -1), slice(-5, -2), slice(2, 2), slice(5, 2),
               slice(-2, 3), slice(None, -6), slice(6, 100), slice(-100, 2), slice(None, 0)]:
         assert view[s] == keys[s], s
+    # Any step, as Python's lists: walked from the end when the step is negative.
+    for s in [slice(None, None, -1), slice(-1, -3, -1), slice(-3, None, -1), slice(5, 1, -2), slice(None, None, 3),
+              slice(1, -1, 2), slice(2, 5, -1), slice(100, None, -1), slice(-100, None, -1), slice(None, -100, -1)]:
+        assert view[s] == keys[s], s
+    assert [k for k, _ in ours.items()[-1:-3:-1]] == ["n7", "n6"]
+    assert [v.item["id"] for v in ours.values()[::-3]] == ["n7", "n4", "n1"]
+    before = ours.context.session.request_count
+    assert view[-2:-6:-1] == keys[-2:-6:-1]
+    assert ours.context.session.request_count - before == 1  # no length needed: one page from the end
+    with pytest.raises(ValueError, match="zero"):
+        view[::0]
     with pytest.raises(IndexError):
         view[8]
     with pytest.raises(IndexError):

@@ -58,20 +58,53 @@ class IterViewBase(Generic[T]):
         return found[0]
 
     def _slice(self, index: slice) -> list[T]:
-        if index.step not in (None, 1):
-            raise ValueError("views support slices with step 1 only")
-        start, stop = index.start or 0, index.stop
+        # Python's list semantics, asking for the length only when a bound counts from the
+        # other end than the walk (e.g. ``[2:-1]``, ``[3::-1]``).
+        step = 1 if index.step is None else operator.index(index.step)
+        if step == 0:
+            raise ValueError("slice step cannot be zero")
+        start = None if index.start is None else operator.index(index.start)
+        stop = None if index.stop is None else operator.index(index.stop)
+        if step > 0:
+            entries = self._forward(start, stop)
+        else:
+            entries = self._backward(start, stop)
+        return entries[::abs(step)] if abs(step) != 1 else entries
+
+    def _walk(self, start: int, stop: int | None, direction: int) -> list[T]:
+        if stop is not None and stop <= start:
+            return []
+        # A bounded walk asks for pages of just the entries it needs (or the view's page size).
+        size = self._page_size if stop is None else min(stop - start, self._page_size or stop - start)
+        return list(self._iterate(start, stop, direction, size))
+
+    def _forward(self, start: int | None, stop: int | None) -> list[T]:
+        start = start or 0
         if start >= 0 and (stop is None or stop >= 0):
-            if stop is not None and stop <= start:
-                return []
-            return list(self._iterate(start, stop, 1, self._page_size))
+            return self._walk(start, stop, 1)
         if start < 0 and stop is None:
             # The last -start entries, walked from the end, then put in order.
-            return list(self._iterate(0, -start, -1, self._page_size))[::-1]
-        start, stop, _ = index.indices(len(self))
-        if stop <= start:
-            return []
-        return list(self._iterate(start, stop, 1, self._page_size))
+            return self._walk(0, -start, -1)[::-1]
+        begin, end, _ = slice(start, stop).indices(len(self))
+        return self._walk(begin, end, 1)
+
+    def _backward(self, start: int | None, stop: int | None) -> list[T]:
+        # Offsets counted from the end: the last entry is 0; ``stop=None`` walks to the first.
+        length = None
+
+        def from_end(position: int) -> int:
+            nonlocal length
+            if position < 0:
+                return -position - 1
+            if length is None:
+                length = len(self)
+            return max(length - 1 - position, -1)
+
+        begin = 0 if start is None else from_end(start)
+        end = None if stop is None else from_end(stop)
+        if begin < 0:  # a non-negative start beyond the end is clamped to the last entry
+            begin = 0
+        return self._walk(begin, end, -1)
 
     def first(self) -> T:
         """The first entry (IndexError when empty)."""

@@ -37,6 +37,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _server_python() -> str:
+    """The interpreter that runs ``tiled serve``: this one, or ``$TILED_CORE_SERVER_PYTHON``.
+
+    CI tests the client against the oldest numpy/pandas/pyarrow it supports
+    while the server runs in an environment of its own (tiled's server needs newer ones).
+    """
+    return os.environ.get("TILED_CORE_SERVER_PYTHON") or sys.executable
+
+
 class LocalTiledServer:
     """A real ``tiled serve catalog`` process on ``127.0.0.1``.
 
@@ -174,7 +183,7 @@ class LocalTiledServer:
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
                 # The guard stops the server when this process dies without stop(): see _server_guard.
-                [sys.executable, "-m", "tiled_core._server_guard", "tiled", *self._command()],
+                [_server_python(), "-m", "tiled_core._server_guard", "tiled", *self._command()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.PIPE,

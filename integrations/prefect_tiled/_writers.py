@@ -24,7 +24,7 @@ def _array(parent, data, **kwargs):
 
 
 def _dataframe(parent, data, **kwargs):
-    return parent.write_dataframe(data, **kwargs)
+    return parent.write_table(data, **kwargs)
 
 
 def _awkward(parent, data, **kwargs):
@@ -64,8 +64,8 @@ class Writer:
 WRITERS: tuple[Writer, ...] = (
     Writer("numpy", "ndarray", "array", _array, "Container.write_array"),
     Writer("dask.array", "Array", "array", _array, "Container.write_array"),
-    Writer("pandas", "DataFrame", "table", _dataframe, "Container.write_dataframe"),
-    Writer("dask.dataframe", "DataFrame", "table", _dataframe, "Container.write_dataframe"),
+    Writer("pandas", "DataFrame", "table", _dataframe, "Container.write_table"),
+    Writer("dask.dataframe", "DataFrame", "table", _dataframe, "Container.write_table"),
     Writer("xarray", "Dataset", "xarray_dataset", _xarray, "tiled_core.client.xarray.write_xarray_dataset"),
     Writer("awkward", "Array", "awkward", _awkward, "Container.write_awkward"),
     Writer("sparse", "COO", "sparse", _sparse, "Container.write_sparse"),

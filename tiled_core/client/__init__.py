@@ -2,8 +2,9 @@
 
 Public modules (the reference client's paths): ``constructors`` (``from_uri``,
 ``from_profile``, ``from_context``), ``context`` (``Context``), ``base``,
-``container``, ``array``, ``dataframe``, ``sparse``, ``awkward``, ``ragged``, ``xarray``
-(one client class per structure family), ``cache`` (``Cache``),
+``container`` (with ``search_deep``'s ``DeepSearchResults``), ``array``,
+``dataframe``, ``sparse``, ``awkward``, ``ragged``, ``xarray`` (one client class per
+structure family), ``composite`` (``CompositeClient``, the composite spec), ``cache`` (``Cache``),
 ``metadata_update``, ``sync`` (``copy``; the engine is :mod:`tiled_core.copy`),
 and for code that schedules its own uploads ``conflict`` and ``blocks``.
 
@@ -12,7 +13,9 @@ Internal rooms, one concern each:
 - ``reading/``: slicing, block and partition reads, lazy page structures;
 - ``writing/``: uploads, ``on_conflict`` and the incomplete mark, metadata patches;
 - ``login/``: password logins and masked views of secrets;
-- ``_dispatch``: which client class serves a node, from its family and specs.
+- ``_dispatch``: which client class serves a node, from its family and specs;
+- ``_deep_search``: the paged results of ``Container.search_deep``;
+- ``_links``: a node's ``links``, built on the client when the server leaves them out.
 """
 
 from .constructors import from_context, from_profile, from_uri

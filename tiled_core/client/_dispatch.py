@@ -17,6 +17,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "awkward": "tiled_core.client.awkward:AwkwardClient",
         "ragged": "tiled_core.client.ragged:RaggedClient",
         "xarray_dataset": "tiled_core.client.xarray:DatasetClient",  # a spec, matched before families
+        "composite": "tiled_core.client.composite:CompositeClient",  # a spec too
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:ArrayClient",
         "table": "tiled_core.client.dataframe:DataFrameClient",
@@ -27,6 +28,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "awkward": "tiled_core.client.awkward:AwkwardClient",
         "ragged": "tiled_core.client.ragged:DaskRaggedClient",
         "xarray_dataset": "tiled_core.client.xarray:DaskDatasetClient",
+        "composite": "tiled_core.client.composite:CompositeClient",
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:DaskArrayClient",
         "table": "tiled_core.client.dataframe:DaskDataFrameClient",

@@ -32,10 +32,29 @@ UNCHANGED = _Unchanged()
 _STRUCTURE_TYPES = {"array": ArrayStructure, "container": ContainerStructure, "table": TableStructure}
 
 
-def _path_parts(item: dict) -> tuple[str, ...]:
+class PathParts(tuple):
+    """A node's path segments: a tuple that also equals the same segments as a list.
+
+    The reference client gives ``path_parts`` as a list, so scripts compare it
+    with lists (``node.path_parts == ["a", "b"]``); a plain tuple would make
+    that silently False.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return tuple.__eq__(self, tuple(other) if isinstance(other, list) else other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+
+def _path_parts(item: dict) -> PathParts:
     ancestors = [a for a in (item.get("attributes", {}).get("ancestors") or []) if a]
     key = item.get("id") or ""
-    return tuple(ancestors + [key]) if key else tuple(ancestors)
+    return PathParts(ancestors + [key]) if key else PathParts(ancestors)
 
 
 class BaseClient:
@@ -72,8 +91,19 @@ class BaseClient:
 
     @property
     def item(self) -> dict:
-        """The JSON resource describing this node, as the server sent it."""
+        """The JSON resource describing this node, as the server sent it.
+
+        Its ``links`` (which tiled_core asks the server to leave out) are filled
+        in on first access, as the server would have sent them.
+        """
         self._load_structure()
+        if self._item.get("links") is None:
+            from ._links import links_for, server_has_deep_search
+
+            family = self.structure_family
+            deep = family == "container" and server_has_deep_search(self._context.server_info)
+            self._item["links"] = links_for(self._context.session, family, self.path,
+                                            self._item["attributes"].get("structure"), deep_search=deep)
         return self._item
 
     def _load_structure(self) -> None:
@@ -85,6 +115,16 @@ class BaseClient:
     def path_parts(self) -> tuple[str, ...]:
         """Keys from the server root down to this node."""
         return self._path
+
+    @property
+    def parent(self) -> "BaseClient | None":
+        """A client for the container holding this node (one request); None for the root."""
+        if not self._path:
+            return None
+        from .constructors import from_context
+
+        return from_context(self._context, self._structure_clients, list(self._path[:-1]),
+                            include_data_sources=self._include_data_sources)
 
     @property
     def path(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import warnings
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -10,13 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 from ..iterviews import ItemsView, KeysView, ValuesView
 from ..transport import NotFound
 from .writing._conflict import begin_write, check_on_conflict, finish_write
+from ._deep_search import DeepSearchResults, check_max_depth
 from ._dispatch import client_for_item, node_item
 from .writing._keys import split_path, validate_key
 from .reading._lazy_structure import PageStructures
 from .writing._metadata import json_value, spec_dicts
 from .base import UNCHANGED, BaseClient
 
-__all__ = ["Container"]
+__all__ = ["Container", "DeepSearchResults"]
 
 MAX_PAGE = 300  # the server's largest page
 ITEM_FIELDS = ("metadata", "structure_family", "structure", "sorting", "specs", "access_tags")
@@ -154,10 +156,15 @@ class Container(BaseClient, collections.abc.Mapping):
         remaining = None if stop is None else stop - start
         position: tuple[str, str] = ("page[offset]", str(start))
         while remaining is None or remaining > 0:
-            limit = min(page_size or MAX_PAGE, MAX_PAGE, remaining if remaining is not None else MAX_PAGE)
+            # A page size asked for is kept on every page (as the reference client does);
+            # without one, pages are the largest the server allows, the last cut to what is left.
+            limit = min(page_size, MAX_PAGE) if page_size else min(MAX_PAGE, remaining or MAX_PAGE)
             params = [*base, position, ("page[limit]", str(limit))]
             document = session.get_document(route, params)
             data = document["data"]
+            full_page = len(data) >= limit
+            if remaining is not None:
+                data = data[:remaining]
             structures = PageStructures(session, route, params) if lazy else None
             for item in data:
                 if keys_only:
@@ -168,7 +175,7 @@ class Container(BaseClient, collections.abc.Mapping):
                 yield item["id"], child
             if remaining is not None:
                 remaining -= len(data)
-            if len(data) < limit:
+            if not full_page:
                 return
             links = document.get("links") or {}
             if position[0] == "page[cursor]" and "next" in links and not links["next"]:
@@ -206,6 +213,25 @@ class Container(BaseClient, collections.abc.Mapping):
     def items(self) -> ItemsView:
         return ItemsView(lambda: len(self), self._iterate)
 
+    # The reference client's older names for the views (deprecated there too).
+    @property
+    def keys_indexer(self) -> KeysView:
+        """Deprecated: use ``keys()``."""
+        warnings.warn("keys_indexer is deprecated; use keys()", DeprecationWarning, stacklevel=2)
+        return self.keys()
+
+    @property
+    def values_indexer(self) -> ValuesView:
+        """Deprecated: use ``values()``."""
+        warnings.warn("values_indexer is deprecated; use values()", DeprecationWarning, stacklevel=2)
+        return self.values()
+
+    @property
+    def items_indexer(self) -> ItemsView:
+        """Deprecated: use ``items()``."""
+        warnings.warn("items_indexer is deprecated; use items()", DeprecationWarning, stacklevel=2)
+        return self.items()
+
     # -- search, sort, distinct --------------------------------------------
     def search(self, query) -> "Container":
         """A container of the entries matching ``query`` (queries chain with AND).
@@ -214,6 +240,36 @@ class Container(BaseClient, collections.abc.Mapping):
         class of one's own is checked against the server's list of query types
         (its about document), since the server ignores filters it does not know.
         """
+        self._check_query(query)
+        return self.new_variation(queries=self._queries + (query,))
+
+    def search_deep(self, *queries, max_depth: int | None = None) -> DeepSearchResults:
+        """Every descendant at any depth (not only the children) matching all ``queries``.
+
+        Returns a :class:`DeepSearchResults` Mapping keyed by path tuples
+        relative to this container (``results[("a", "b", "c")]``), not a
+        container: it cannot be searched further (pass several queries; they
+        combine with AND). This container's own ``search`` queries apply too.
+        ``max_depth`` (1 to 64) bounds how many levels below this container
+        are searched; 1 is the children only.
+
+        Raises TypeError with no query, TypeError/ValueError for a bad query or
+        ``max_depth`` (before any request), and NotImplementedError when the
+        server offers no deep search (tiled before 0.2.19).
+        """
+        if not queries:
+            raise TypeError("search_deep() needs at least one query")
+        for query in queries:
+            self._check_query(query)
+        depth = check_max_depth(max_depth)
+        if "search_deep" not in (self.item.get("links") or {}):
+            raise NotImplementedError(f"the server of {self.uri} does not offer deep search (tiled >= 0.2.19 does)")
+        params = self._filter_params()
+        for query in queries:
+            params.extend(query.encode())
+        return DeepSearchResults(self, params, max_depth=depth)
+
+    def _check_query(self, query) -> None:
         if not callable(getattr(query, "encode", None)):
             raise TypeError(f"{query!r} is not a query from tiled_core.queries")
         pairs = query.encode()  # invalid queries fail here, before any request
@@ -228,7 +284,6 @@ class Container(BaseClient, collections.abc.Mapping):
             if name not in offered:
                 raise ValueError(f"the server does not support the query type {name!r} of {type(query).__name__}; "
                                  f"it offers {offered}")
-        return self.new_variation(queries=self._queries + (query,))
 
     def sort(self, *sorting: tuple[str, int]) -> "Container":
         """The same entries sorted by ``(metadata key, 1 | -1)`` pairs."""
@@ -359,8 +414,8 @@ class Container(BaseClient, collections.abc.Mapping):
             raise KeyError(key) from None
 
     # -- tables ------------------------------------------------------------
-    def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
-                        specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+    def write_table(self, data, *, key: str | None = None, metadata: dict | None = None,
+                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
         """Create a table node and upload ``data``: a pandas or dask DataFrame (or a dict of columns).
 
         A dask DataFrame keeps its partitions as the table's partitions; they
@@ -383,11 +438,13 @@ class Container(BaseClient, collections.abc.Mapping):
             finish_write(target.client)
         return target.client
 
-    def write_table(self, data, *, key: str | None = None, metadata: dict | None = None,
-                    specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
-        """Create a table node and upload ``data`` (the reference client's newer name for write_dataframe)."""
-        return self.write_dataframe(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags,
-                                    on_conflict=on_conflict)
+    def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
+                        specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Deprecated (as in the reference client): the same as ``write_table``."""
+        warnings.warn("write_dataframe is deprecated; use write_table (the same arguments)", DeprecationWarning,
+                      stacklevel=2)
+        return self.write_table(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags,
+                                on_conflict=on_conflict)
 
     def create_appendable_table(self, schema, npartitions: int = 1, *, key: str | None = None,
                                 metadata: dict | None = None, specs: list | None = None,

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 
 from ..codecs.table import decode_schema, empty_frame, pyarrow_strings, to_pandas
 from ..structures import TableStructure
+from ..transport import ServerError
+from ._dispatch import client_for_item, node_item
 from .reading import _table_io
 from .base import BaseClient
 
@@ -24,9 +26,9 @@ class DataFrameClient(BaseClient):
     client's read returns them). Only the asked-for columns cross the network;
     a multi-partition table is fetched as concurrent partition requests (one
     request once earlier reads showed it is small) and decoded from Arrow in
-    one conversion. ``c["col"]`` is one column as a pandas Series (the
-    reference client returns an array client there, which fails on
-    categorical and nullable-integer columns).
+    one conversion. ``c["col"]`` is that column as an array client (as in
+    the reference client); ``read(columns=["col"])["col"]`` gives it as a
+    pandas Series, whatever its dtype.
     """
 
     def structure(self) -> TableStructure:
@@ -78,7 +80,17 @@ class DataFrameClient(BaseClient):
 
     def _meta(self, columns: list[str] | None = None):
         """A zero-row DataFrame with this table's columns and dtypes."""
-        meta = empty_frame(decode_schema(self.structure().arrow_schema))
+        import pandas as pd
+        import pyarrow as pa
+
+        schema = decode_schema(self.structure().arrow_schema)
+        meta = empty_frame(schema)
+        # Text columns as the partitions give them (string[pyarrow]), decided by the schema:
+        # an empty column's values cannot tell text from, say, lists.
+        text = {f.name: pd.StringDtype("pyarrow") for f in schema
+                if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and f.name in meta.columns}
+        if text:
+            meta = meta.astype(text)
         return meta[columns] if columns is not None else meta
 
     # -- reads ---------------------------------------------------------------
@@ -96,7 +108,9 @@ class DataFrameClient(BaseClient):
     def _read_partition_pandas(self, partition, columns=None):
         partition = self._check_partition(partition)
         columns = self._check_columns(columns)
-        return to_pandas(_table_io.fetch(self._context.session, self._path, partition=partition, columns=columns))
+        # Text as string[pyarrow], as read() gives it, with pandas 2 (object) as with pandas 3 (str).
+        return pyarrow_strings(to_pandas(_table_io.fetch(self._context.session, self._path, partition=partition,
+                                                         columns=columns)))
 
     def read(self, columns=None):
         """Access the entire DataFrame. Optionally select a subset of the columns."""
@@ -107,10 +121,26 @@ class DataFrameClient(BaseClient):
         return self._read_partition_pandas(partition, columns)
 
     def __getitem__(self, column):
-        """One column as a pandas Series (only that column is fetched)."""
+        """One column as an array client, as the reference client gives it (``c["x"].read()``, ``c["x"][:10]``).
+
+        The server serves each column as an array node; no data travels until
+        it is read. KeyError for a column the table lacks (before any
+        request). Columns numpy cannot hold (categorical, nullable integers)
+        the server cannot serve as arrays: that is a ValueError saying to use
+        ``read(columns=[name])[name]``, which gives any column as a pandas Series.
+        """
         if not isinstance(column, str):
             raise TypeError(f"a column name is a string, not {type(column).__name__}; use read(columns=[...])")
-        return self.read(columns=[column])[column]
+        if column not in self.structure().columns:
+            raise KeyError(f"no column {column!r} in {self.path or '/'}; it has {self.columns}")
+        path = "metadata/" + "/".join((*self._path, column))
+        try:
+            document = self._context.session.get_document(path, [("omit_links", "true")])
+        except ServerError:
+            raise ValueError(f"the server cannot serve the column {column!r} of {self.path or '/'} as an array "
+                             f"(categorical or nullable columns); read it as read(columns=[{column!r}])[{column!r}]"
+                             ) from None
+        return client_for_item(self._context, self._structure_clients, node_item(document, path))
 
     # -- export ------------------------------------------------------------
     def export(self, filepath, columns=None, *, format=None) -> None:
@@ -180,7 +210,7 @@ def _read_partition_task(handle, path, columns, serial, partition):
 
     # The per-process slot keeps a big cluster from flooding the server (see tiled_core.distributed).
     with SQL_TABLES if serial else contextlib.nullcontext(), request_slot(handle.base_url):
-        return to_pandas(_table_io.fetch(handle.get(), path, partition=partition, columns=columns))
+        return pyarrow_strings(to_pandas(_table_io.fetch(handle.get(), path, partition=partition, columns=columns)))
 
 
 class DaskDataFrameClient(DataFrameClient):
@@ -221,12 +251,6 @@ class DaskDataFrameClient(DataFrameClient):
         # what the server sends, and then fails.)
         return dd.from_map(self._task(columns), [partition], meta=self._meta(columns), divisions=(None, None),
                            label="tiled-core-read-partition")
-
-    def __getitem__(self, column):
-        """One column as a dask Series (only that column is fetched)."""
-        if not isinstance(column, str):
-            raise TypeError(f"a column name is a string, not {type(column).__name__}; use read(columns=[...])")
-        return self.read(columns=[column])[column]
 
     def compute(self):
         """Alias to ``client.read().compute()``."""

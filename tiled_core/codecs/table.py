@@ -45,6 +45,7 @@ def decode_arrow(body: bytes | bytearray | memoryview) -> "pyarrow.Table":
         # Full validation (offsets, UTF-8, dictionary indices) costs ~1% of a loopback read
         # and keeps a garbled body from crashing the conversion to pandas.
         table.validate(full=True)
+        table.schema.names  # decoded lazily by older pyarrow (16): a garbled name would fail later, anywhere
     # pyarrow raises OSError for a broken footer, UnicodeDecodeError for a garbled field name.
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         kind = "file" if is_file else "stream"

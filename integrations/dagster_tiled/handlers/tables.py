@@ -23,7 +23,7 @@ class PandasHandler(Handler):
     family = "table"
 
     def write(self, parent, key, obj, metadata):
-        return parent.write_dataframe(obj, key=key, metadata=metadata, on_conflict="replace")
+        return parent.write_table(obj, key=key, metadata=metadata, on_conflict="replace")
 
     def describe(self, obj, node) -> dict[str, Any]:
         return {

@@ -6,6 +6,7 @@
 - ``_sparse_io``: COO blocks and selections of sparse arrays.
 - ``_awkward_plan``: which awkward buffers a slice needs.
 - ``_ragged_select``: a ragged selection as the server's ``?slice=``, checked first.
+- ``_composite_read``: a composite node's parts read into one ``xarray.Dataset``.
 - ``_lazy_structure``: a container page's structures, fetched once when first used.
 - ``_limits``: the error for a response over the size the client accepts.
 """
