@@ -22,6 +22,7 @@ from ._auth import ApiKeyAuth, TokenAuth
 from ._bulk import BulkReader, bulk_supported
 from ._cache import Cache, CacheSlot, cache_key, identity_of
 from ._config import Limits, RetryPolicy, Timeouts
+from ._history import observe
 from ._decode import JSON, MSGPACK, decode_document, error_detail
 from ._errors import (
     AuthenticationError,
@@ -195,7 +196,6 @@ class Session:
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy.from_env()
-        self._auth: httpx.Auth | None = ApiKeyAuth(api_key) if api_key else auth
         self.cache = cache
         self._compression = compression
         self._loopback = _is_loopback(self._base_url)
@@ -224,6 +224,8 @@ class Session:
             self._http = http_client
             self._http.headers.update(base_headers)
             self._bulk = None
+        self._auth = ApiKeyAuth(api_key) if api_key else auth
+        observe(self._http)  # record_history() and show_logs() see every exchange of this client
         self._count_lock = threading.Lock()
         self.request_count = 0  # attempts sent; tests and benchmarks read it
 
@@ -235,6 +237,25 @@ class Session:
     @property
     def has_api_key(self) -> bool:
         return isinstance(self._auth, ApiKeyAuth)
+
+    # One credential for our requests and for raw ones scripted on ``http_client``: the httpx client's own.
+    @property
+    def _auth(self) -> httpx.Auth | None:
+        return self._http.auth
+
+    @_auth.setter
+    def _auth(self, auth: httpx.Auth | None) -> None:
+        self._http.auth = auth
+
+    @property
+    def http_client(self) -> httpx.Client:
+        """The httpx client under this session (the in-process test client for ``from_app``).
+
+        Requests scripted on it carry this session's credential (refreshed as
+        needed) and headers, share its connection pool, and are seen by
+        ``record_history()`` and ``show_logs()``; they are not retried.
+        """
+        return self._http
 
     @property
     def auth(self) -> httpx.Auth | None:
@@ -360,6 +381,7 @@ class Session:
             url=url,
             request_id=response.headers.get("x-tiled-request-id"),
             auth_hint=self._auth_hint(),
+            response=response,
         )
         if response.status_code in self.retry.statuses:
             raise _RetryableStatus(error, _retry_after(response.headers))
