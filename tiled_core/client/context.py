@@ -191,6 +191,7 @@ class Context:
         self._handle = SessionHandle(self._session, source)
         self._server_info: dict | None = None
         self._closers: list = []
+        self._in_process = _http_client is not None and hasattr(_http_client, "app")
 
     # -- constructors ------------------------------------------------------
     @classmethod
@@ -472,10 +473,17 @@ class Context:
         raise TypeError("a Context holds connections and credentials and cannot be pickled")
 
     def close(self) -> None:
-        self._session.close()
+        """Close the connections; later requests raise ClientClosed.
+
+        For ``from_app`` this ends the app's lifespan (its shutdown runs) and,
+        as with the reference client, the in-process client stays usable:
+        later requests are still served by the app, each on its own.
+        """
         for closer in self._closers:
             closer()
         self._closers.clear()
+        if not self._in_process:
+            self._session.close()
 
     def __enter__(self) -> "Context":
         return self

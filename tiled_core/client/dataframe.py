@@ -89,14 +89,15 @@ class DataFrameClient(BaseClient):
             return self._meta(columns)
         table = _table_io.read_table(
             self._context.session, self._path, structure.npartitions, columns, structure.columns,
-            data_sources=self.data_sources,
+            data_sources=self.data_sources, url_limit=self.URL_CHARACTER_LIMIT,
         )
         return pyarrow_strings(to_pandas(table))
 
     def _read_partition_pandas(self, partition, columns=None):
         partition = self._check_partition(partition)
         columns = self._check_columns(columns)
-        return to_pandas(_table_io.fetch(self._context.session, self._path, partition=partition, columns=columns))
+        return to_pandas(_table_io.fetch(self._context.session, self._path, partition=partition, columns=columns,
+                                         url_limit=self.URL_CHARACTER_LIMIT))
 
     def read(self, columns=None):
         """Access the entire DataFrame. Optionally select a subset of the columns."""
