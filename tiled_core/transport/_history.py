@@ -3,9 +3,10 @@
 One place sees every exchange: ``observe(client)`` adds httpx event hooks to a
 session's httpx client (so scripted requests on ``Context.http_client`` are
 seen too). The hooks run after authentication is applied and before each
-attempt is sent, so a retried request shows up once per attempt. Responses
-answered from the response cache without asking the server, and the raw-socket
-bulk read path, send nothing through httpx and are not seen here.
+attempt is sent, so a retried request shows up once per attempt. The raw-socket
+bulk read path reports its exchanges through ``note_direct`` (their responses
+without bodies). Responses answered from the response cache without asking the
+server are not exchanges and are not seen.
 
 Log lines never show a credential: the ``Authorization`` value is replaced by
 its scheme and ``[redacted]``.
@@ -16,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import httpx
 
-__all__ = ["History", "record_history", "observe", "logger", "show_logs", "hide_logs"]
+__all__ = ["History", "record_history", "observe", "note_direct", "logger", "show_logs", "hide_logs"]
 
 logger = logging.getLogger("tiled_core.client")
 _handler = logging.StreamHandler()
@@ -89,6 +90,26 @@ def _on_response(response: httpx.Response) -> None:
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("<- %s%s %s", _size(response.headers), response.status_code,
                      " ".join(f"{k}:{v}" for k, v in response.headers.items() if k.lower() != "set-cookie"))
+
+
+def watching() -> bool:
+    """Whether anything would see an exchange now (a recorder, or the debug log)."""
+    return bool(_recording) or logger.isEnabledFor(logging.DEBUG)
+
+
+def note_direct(method: str, url: str, headers: dict, send: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
+    """Run ``send`` (an exchange that bypasses httpx: the bulk read path) where the hooks see it.
+
+    ``send`` returns ``(status, response headers)``; the body (already written
+    where it belongs) is not part of what is recorded.
+    """
+    if not watching():
+        return send()
+    request = httpx.Request(method, url, headers=headers)
+    _on_request(request)
+    status, response_headers = send()
+    _on_response(httpx.Response(status, headers=list(response_headers.items()), request=request))
+    return status, response_headers
 
 
 def observe(client: httpx.Client) -> None:

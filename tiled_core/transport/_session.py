@@ -22,7 +22,7 @@ from ._auth import ApiKeyAuth, TokenAuth
 from ._bulk import BulkReader, bulk_supported
 from ._cache import Cache, CacheSlot, cache_key, identity_of
 from ._config import Limits, RetryPolicy, Timeouts
-from ._history import observe
+from ._history import note_direct, observe
 from ._decode import JSON, MSGPACK, decode_document, error_detail
 from ._errors import (
     AuthenticationError,
@@ -529,7 +529,8 @@ class Session:
 
         def once():
             try:
-                return self._bulk.read_into(target, request_headers, out, url=url, auth_hint=self._auth_hint())
+                return note_direct("GET", self._bulk_url(target), request_headers, lambda: self._bulk.read_into(
+                    target, request_headers, out, url=url, auth_hint=self._auth_hint()))
             except ServerError as error:
                 if error.status in self.retry.statuses:
                     raise _RetryableStatus(error, getattr(error, "retry_after", None)) from None
@@ -544,6 +545,10 @@ class Session:
             stale = auth_headers["Authorization"].partition(" ")[2]
             request_headers["Authorization"] = f"Bearer {self._auth.renew(stale).access_token}"
             return once()
+
+    def _bulk_url(self, target: str) -> str:
+        base = httpx.URL(self._base_url)
+        return str(base.copy_with(raw_path=target.encode("ascii")))
 
     def _stream_fetch(self, url: str, params: Params, headers: dict[str, str], out: memoryview):
         with self._http.stream("GET", url, params=params, headers=headers, auth=self._auth) as response:
