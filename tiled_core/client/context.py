@@ -219,12 +219,13 @@ class Context:
     ) -> "Context":
         """Talk to an ASGI app in this process (its lifespan runs until ``close()``).
 
-        With ``api_key`` unset, the app's own single-user key is used if it has one.
+        With ``api_key`` unset, a single-user app's own key is used (one request
+        for the server's about document tells single- from multi-user apps).
         """
         from starlette.testclient import TestClient  # only for in-process apps
 
-        if api_key is UNSET:
-            api_key = _app_api_key(app)
+        guess_key = api_key is UNSET
+        api_key = None if guess_key else api_key
         base = uri or "http://local-tiled-app"
         client = TestClient(app, base_url=base, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()  # runs the lifespan: the catalog needs its startup
@@ -238,6 +239,10 @@ class Context:
             _http_client=client,
         )
         context._closers.append(lambda: client.__exit__(None, None, None))
+        if guess_key:
+            # A single-user app (no login providers): use its own key. A multi-user one: no key.
+            providers = (context.server_info.get("authentication") or {}).get("providers")
+            context.api_key = None if providers else _app_api_key(app)
         return context
 
     # -- properties ----------------------------------------------------------

@@ -100,7 +100,7 @@ class ServerError(TiledError, httpx.HTTPStatusError):
         self.detail = detail
         self.url = url
         self.request_id = request_id
-        rid = f" [request id {request_id}]" if request_id else ""
+        rid = f" [correlation ID {request_id}: search the server logs for it]" if request_id else ""
         httpx.HTTPStatusError.__init__(self, f"{status} from {url}: {detail}{rid}",
                                        request=getattr(response, "request", None), response=response)
 
