@@ -223,6 +223,7 @@ class Session:
         else:
             self._http = http_client
             self._http.headers.update(base_headers)
+            self._http.timeout = self.timeouts.to_httpx()  # the session's timeouts apply to any client
             self._bulk = None
         self._auth = ApiKeyAuth(api_key) if api_key else auth
         observe(self._http)  # record_history() and show_logs() see every exchange of this client
