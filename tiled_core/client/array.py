@@ -35,6 +35,13 @@ def _chunks_repr(chunks: tuple[tuple[int, ...], ...]) -> str:
     return "(" + ", ".join(shown) + ")"
 
 
+def _covers(selection, shape: tuple[int, ...]) -> bool:
+    """Whether a selection is the whole array as it is (``[...]``, ``[:]``, ``[()]``): no slice to send."""
+    return len(selection.entries) == len(shape) and all(
+        isinstance(entry, range) and entry.step == 1 and entry.start == 0 and len(entry) == n
+        for entry, n in zip(selection.entries, shape))
+
+
 def _byte_limit(value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
         raise ValueError(f"RESPONSE_BYTESIZE_LIMIT must be a positive number of bytes, not {value!r}")
@@ -115,7 +122,8 @@ class ArrayClient(BaseClient):
         out = np.empty(selection.shape, dtype=structure.dtype)
         if out.size:
             read_selection_into(
-                self._context.session, self._path, selection, out, structure.chunks, whole=slice is None,
+                self._context.session, self._path, selection, out, structure.chunks,
+                whole=slice is None or _covers(selection, structure.shape),
                 limit=_byte_limit(self.RESPONSE_BYTESIZE_LIMIT),
             )
         return np.flip(out, selection.flip) if selection.flip else out

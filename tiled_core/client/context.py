@@ -321,7 +321,7 @@ class Context:
         who = ""
         if isinstance(auth, TokenAuth):
             name = auth.tokens.username if auth.tokens is not None else None
-            who = f" (logged in as {name})" if name else " (logged in)"
+            who = f" (authenticated as '{name}')" if name else " (logged in)"
         elif self._session.has_credentials:
             who = " (authenticated)"
         return f"<Context {self.api_uri}{who}>"
