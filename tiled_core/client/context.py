@@ -324,6 +324,8 @@ class Context:
             who = f" (authenticated as '{name}')" if name else " (logged in)"
         elif self._session.has_credentials:
             who = " (authenticated)"
+        else:
+            who = " (unauthenticated)"
         return f"<Context {self.api_uri}{who}>"
 
     # -- login sessions --------------------------------------------------------
@@ -345,6 +347,14 @@ class Context:
         self._session.set_auth(TokenAuth(store, refresh, server=self._session.base_url))
         source = TokenFileCredential(str(store.path)) if isinstance(store, FileTokenStore) else None
         self._handle = SessionHandle(self._session, source)
+
+    def use_cached_tokens(self) -> bool:
+        """Log in with the tokens an earlier login saved for this server, if there are any.
+
+        Returns whether it did (no request is sent; a stale session shows on
+        the next request, as LoginRequired).
+        """
+        return self._use_cached_tokens()
 
     def _use_cached_tokens(self) -> bool:
         """Use tokens a previous login saved for this server, if any (no request is sent)."""
