@@ -336,9 +336,10 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
     from dagster import EnvVar
 
     from tiled_core import queries
-    from tiled_core.client import Context, from_context
+    from tiled_core.client import Context, from_context, record_history
     from tiled_core.client.cache import Cache
     from tiled_core.client.sync import copy
+    from tiled_core.client.transport import Transport
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TILED_API_KEY", KEY)
@@ -360,12 +361,15 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
         box = keyed[tree]
         searched = [box.search(q) for q in query_objects if isinstance(q, queries.Query)]
         progress = []
+        with record_history() as history:  # requests with API key and bearer headers, and their responses
+            keyed[tree].refresh()
+            bob.whoami()
         summary = copy(box, keyed.create_container(f"copy-{uuid.uuid4().hex[:6]}"), progress=progress.append)
         public_classes, public_values = _public_names()
         roots = [
             *public_values, server, auth_server, keyed, env_lazy, cached, cached[tree], login, login.context,
             from_context(bob), bob, api_key, list(keyed[tree].values()), list(env_lazy[tree].values()),
-            query_objects, searched, box.sort(("unit", -1)), summary, progress,
+            query_objects, searched, box.sort(("unit", -1)), summary, progress, history, Transport(),
             TiledCredentials(uri=server.uri, api_key=KEY), TiledCredentials(uri=server.uri, api_key=KEY).get_client(),
             TiledResource(uri=server.uri, api_key=KEY), TiledResource(uri=server.uri, api_key=EnvVar("TILED_API_KEY")),
             TiledIOManager(tiled=TiledResource(uri=server.uri, api_key=KEY)), DaskResource(),

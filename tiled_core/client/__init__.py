@@ -7,6 +7,9 @@ Public modules (the reference client's paths): ``constructors`` (``from_uri``,
 structure family), ``composite`` (``CompositeClient``, the composite spec), ``cache`` (``Cache``),
 ``metadata_update``, ``sync`` (``copy``; the engine is :mod:`tiled_core.copy`),
 and for code that schedules its own uploads ``conflict`` and ``blocks``.
+For scripting and debugging: ``logger`` (``record_history``, ``show_logs``,
+``hide_logs``), ``utils`` (``handle_error``, ``retry_context``), ``transport``
+(``Transport``) and ``smoke`` (``read``: read a whole tree).
 
 Internal rooms, one concern each:
 
@@ -20,5 +23,6 @@ Internal rooms, one concern each:
 
 from .constructors import from_context, from_profile, from_uri
 from .context import Context
+from .logger import hide_logs, record_history, show_logs
 
-__all__ = ["from_uri", "from_profile", "from_context", "Context"]
+__all__ = ["from_uri", "from_profile", "from_context", "Context", "record_history", "show_logs", "hide_logs"]

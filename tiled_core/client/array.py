@@ -13,11 +13,39 @@ import numpy as np
 
 from ..codecs.array import OCTET_STREAM, byte_view
 from ..structures import ArrayStructure
-from .reading._array_io import block_slices, patch_full, put_block, read_block_into, read_selection_into
+from .reading._array_io import MAX_PART_BYTES, block_slices, patch_full, put_block, read_block_into, read_selection_into
 from .reading._slicing import block_selection, normalize, split_newaxis
 from .base import BaseClient
 
 __all__ = ["ArrayClient", "DaskArrayClient"]
+
+
+def _chunks_repr(chunks: tuple[tuple[int, ...], ...]) -> str:
+    """Chunks, short: ``((3, 3, 3), (1, 1, ..., 1), (2, 2, ..., 2, 1), variable)``."""
+    shown = []
+    for sizes in chunks:
+        if len(sizes) <= 5:
+            shown.append(str(tuple(sizes)))
+        elif len(set(sizes)) == 1:
+            shown.append(f"({sizes[0]}, {sizes[0]}, ..., {sizes[0]})")
+        elif len(set(sizes[:-1])) == 1:
+            shown.append(f"({sizes[0]}, {sizes[0]}, ..., {sizes[0]}, {sizes[-1]})")
+        else:
+            shown.append("variable")
+    return "(" + ", ".join(shown) + ")"
+
+
+def _covers(selection, shape: tuple[int, ...]) -> bool:
+    """Whether a selection is the whole array as it is (``[...]``, ``[:]``, ``[()]``): no slice to send."""
+    return len(selection.entries) == len(shape) and all(
+        isinstance(entry, range) and entry.step == 1 and entry.start == 0 and len(entry) == n
+        for entry, n in zip(selection.entries, shape))
+
+
+def _byte_limit(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        raise ValueError(f"RESPONSE_BYTESIZE_LIMIT must be a positive number of bytes, not {value!r}")
+    return int(value)
 
 
 class ArrayClient(BaseClient):
@@ -26,7 +54,12 @@ class ArrayClient(BaseClient):
     ``read()`` fetches large selections as several concurrent requests written
     straight into one preallocated numpy array; ``c[...]`` slices like numpy
     (negative steps included), and only the selected bytes cross the network.
+
+    ``RESPONSE_BYTESIZE_LIMIT`` (class attribute, bytes; 100 MiB) bounds each
+    response: a read larger than it is made of several requests under it.
     """
+
+    RESPONSE_BYTESIZE_LIMIT = MAX_PART_BYTES
 
     def structure(self) -> ArrayStructure:
         if self._structure is None:
@@ -36,6 +69,17 @@ class ArrayClient(BaseClient):
             if raw is not None:  # a node still being filled shows the rows it has: none
                 self._structure = ArrayStructure.from_json(visible_structure(raw))
         return super().structure()
+
+    def __repr__(self) -> str:
+        # As the reference shows it (shape, chunks, dtype, dims), after our path; no request for it.
+        if self._structure is None and (self._pending_structure is not None
+                                        or not self._item["attributes"].get("structure")):
+            return super().__repr__()
+        structure = self.structure()
+        shown = f" shape={structure.shape} chunks={_chunks_repr(structure.chunks)} dtype={structure.dtype}"
+        if structure.dims:
+            shown += f" dims={tuple(structure.dims)}"
+        return f"<{type(self).__name__} {self.path or '/'}{shown}>"
 
     # -- shape and type ----------------------------------------------------
     @property
@@ -78,7 +122,9 @@ class ArrayClient(BaseClient):
         out = np.empty(selection.shape, dtype=structure.dtype)
         if out.size:
             read_selection_into(
-                self._context.session, self._path, selection, out, structure.chunks, whole=slice is None
+                self._context.session, self._path, selection, out, structure.chunks,
+                whole=slice is None or _covers(selection, structure.shape),
+                limit=_byte_limit(self.RESPONSE_BYTESIZE_LIMIT),
             )
         return np.flip(out, selection.flip) if selection.flip else out
 

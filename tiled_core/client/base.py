@@ -63,7 +63,12 @@ class BaseClient:
     Built from the server's JSON resource for the node (``item``); attribute
     access sends no request, except ``formats`` (the server's about document,
     fetched once per context).
+
+    ``URL_CHARACTER_LIMIT`` (class attribute, 2000): reads whose URL would be
+    longer (e.g. a long column list) are sent as the equivalent POST request.
     """
+
+    URL_CHARACTER_LIMIT = 2_000
 
     def __init__(
         self,

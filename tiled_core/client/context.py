@@ -7,8 +7,11 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import httpx
+
 from ..distributed._handles import ANONYMOUS, EnvVarCredential, SessionHandle, TokenFileCredential
 from ..transport import (
+    ApiKeyAuth,
     AuthenticationError,
     Cache,
     Conflict,
@@ -21,10 +24,44 @@ from ..transport import (
     Timeouts,
     token_file_for,
 )
-from .login._password import choose_provider, password_login
+from .login._password import CannotPrompt, choose_provider, password_login, terminal_password, terminal_username
 from .login._secrets import APIKeyInfo, TokensView, parse_duration
 
-__all__ = ["Context", "UNSET"]
+__all__ = ["Context", "Admin", "UNSET", "CannotPrompt", "username_input", "password_input"]
+
+
+# -- the prompt hooks ----------------------------------------------------------
+# Module attributes, looked up at each login: a script (or a test) may replace
+# them with its own callables, as with the reference client. A replaced hook is
+# called whether or not there is a terminal; the defaults refuse to wait for
+# input that cannot come (CannotPrompt).
+
+def username_input() -> str:
+    """Ask for a username at the terminal (CannotPrompt without a terminal).
+
+    Replace ``tiled_core.client.context.username_input`` with a callable taking
+    no arguments to supply the username another way.
+    """
+    return terminal_username()
+
+
+def password_input() -> str:
+    """Ask for a password at the terminal, without echo (CannotPrompt without a terminal).
+
+    Replace ``tiled_core.client.context.password_input`` with a callable taking
+    no arguments to supply the password another way.
+    """
+    return terminal_password()
+
+
+_DEFAULT_USERNAME_INPUT = username_input
+_DEFAULT_PASSWORD_INPUT = password_input
+
+
+def _replaced_hooks():
+    """The prompt hooks a script has put in place of the defaults (None where it has not)."""
+    return (username_input if username_input is not _DEFAULT_USERNAME_INPUT else None,
+            password_input if password_input is not _DEFAULT_PASSWORD_INPUT else None)
 
 API_PREFIX = "/api/v1"
 _ROUTES = ("metadata", "search", "array/full", "array/block", "table/full", "table/partition",
@@ -173,6 +210,7 @@ class Context:
         self._handle = SessionHandle(self._session, source)
         self._server_info: dict | None = None
         self._closers: list = []
+        self._in_process = _http_client is not None and hasattr(_http_client, "app")
 
     # -- constructors ------------------------------------------------------
     @classmethod
@@ -200,12 +238,13 @@ class Context:
     ) -> "Context":
         """Talk to an ASGI app in this process (its lifespan runs until ``close()``).
 
-        With ``api_key`` unset, the app's own single-user key is used if it has one.
+        With ``api_key`` unset, a single-user app's own key is used (one request
+        for the server's about document tells single- from multi-user apps).
         """
         from starlette.testclient import TestClient  # only for in-process apps
 
-        if api_key is UNSET:
-            api_key = _app_api_key(app)
+        guess_key = api_key is UNSET
+        api_key = None if guess_key else api_key
         base = uri or "http://local-tiled-app"
         client = TestClient(app, base_url=base, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()  # runs the lifespan: the catalog needs its startup
@@ -219,6 +258,10 @@ class Context:
             _http_client=client,
         )
         context._closers.append(lambda: client.__exit__(None, None, None))
+        if guess_key:
+            # A single-user app (no login providers): use its own key. A multi-user one: no key.
+            providers = (context.server_info.get("authentication") or {}).get("providers")
+            context.api_key = None if providers else _app_api_key(app)
         return context
 
     # -- properties ----------------------------------------------------------
@@ -236,6 +279,45 @@ class Context:
     def api_uri(self) -> str:
         """The API base, ending with ``/``."""
         return self._session.base_url + "/"
+
+    @property
+    def http_client(self) -> "httpx.Client":
+        """The httpx client this context talks through, for scripting raw requests.
+
+        It carries this context's credential (refreshed as needed; change it with
+        ``api_key``, ``login`` or ``logout``), headers and connection pool, and
+        its exchanges are seen by ``record_history()`` and ``show_logs()``. For
+        ``from_app`` it is the in-process test client, whose base URL is the
+        app's root (``http_client.get("/api/v1/")``); otherwise pass absolute
+        URLs (``context.api_uri`` + path). Its requests are not retried: wrap
+        them in ``tiled_core.client.utils.retry_context`` and ``handle_error``.
+        """
+        return self._session.http_client
+
+    @property
+    def api_key(self) -> str | None:
+        """The API key in use (None without one). Set it to switch keys; set None to drop it."""
+        return self._session.reveal_api_key()
+
+    @api_key.setter
+    def api_key(self, api_key: str | None) -> None:
+        if api_key is None:
+            if self._session.has_api_key:
+                self._session.set_auth(None)
+                self._handle = SessionHandle(self._session, ANONYMOUS)
+            return
+        self._session.set_auth(ApiKeyAuth(api_key))  # checks the key's form before any request
+        self._handle = SessionHandle(self._session, None)  # given directly: never shipped to other processes
+
+    @property
+    def admin(self) -> "Admin":
+        """Requests that need administrative scopes (principals and their API keys)."""
+        return Admin(self)
+
+    @property
+    def max_connections(self) -> int:
+        """The size of the connection pool (``max_connections`` as given)."""
+        return self._session.limits.max_connections
 
     @property
     def cache(self) -> Cache | None:
@@ -258,9 +340,11 @@ class Context:
         who = ""
         if isinstance(auth, TokenAuth):
             name = auth.tokens.username if auth.tokens is not None else None
-            who = f" (logged in as {name})" if name else " (logged in)"
+            who = f" (authenticated as '{name}')" if name else " (logged in)"
         elif self._session.has_credentials:
             who = " (authenticated)"
+        else:
+            who = " (unauthenticated)"
         return f"<Context {self.api_uri}{who}>"
 
     # -- login sessions --------------------------------------------------------
@@ -283,6 +367,14 @@ class Context:
         source = TokenFileCredential(str(store.path)) if isinstance(store, FileTokenStore) else None
         self._handle = SessionHandle(self._session, source)
 
+    def use_cached_tokens(self) -> bool:
+        """Log in with the tokens an earlier login saved for this server, if there are any.
+
+        Returns whether it did (no request is sent; a stale session shows on
+        the next request, as LoginRequired).
+        """
+        return self._use_cached_tokens()
+
     def _use_cached_tokens(self) -> bool:
         """Use tokens a previous login saved for this server, if any (no request is sent)."""
         store = self._token_file()
@@ -303,7 +395,8 @@ class Context:
 
         What is not given is asked for at the terminal (the password without
         echo); without a terminal that is a ``CannotPrompt`` error, never a
-        wait. With ``remember_me`` the tokens are kept (mode 0600) in the
+        wait. Replaced ``username_input``/``password_input`` hooks of this
+        module are asked instead, terminal or not. With ``remember_me`` the tokens are kept (mode 0600) in the
         user's cache directory, shared by this user's processes, so later
         connections log in by themselves; otherwise only in memory.
 
@@ -314,8 +407,9 @@ class Context:
             raise RuntimeError("An API key is set. Cannot use both an API key and a login session.")
         authentication = self.server_info.get("authentication") or {}
         spec = choose_provider(list(authentication.get("providers") or []), provider, self._session.base_url)
+        ask_username, ask_password = _replaced_hooks()
         reply = password_login(self._session, spec, username=username, password=password,
-                               server=self._session.base_url)
+                               server=self._session.base_url, ask_username=ask_username, ask_password=ask_password)
         tokens = Tokens.from_response(reply)
         file_store = self._token_file()
         if remember_me:
@@ -396,14 +490,7 @@ class Context:
         Returns the server's description, with the key itself under
         ``"secret"`` (shown once; the returned dict's repr masks it).
         """
-        if scopes is not None and (isinstance(scopes, str) or not isinstance(scopes, collections.abc.Iterable)):
-            raise TypeError("scopes must be a list of scope names, e.g. ['read:metadata', 'read:data']")
-        body = {
-            "scopes": list(scopes) if scopes is not None else None,
-            "access_tags": list(access_tags) if access_tags is not None else None,
-            "expires_in": parse_duration(expires_in),
-            "note": note,
-        }
+        body = _api_key_request(scopes, expires_in, note, access_tags)
         if not self._auth_links().get("apikey"):
             raise RuntimeError(
                 f"{self._session.base_url} is a single-user server: it has one static API key and cannot create more"
@@ -420,16 +507,72 @@ class Context:
         raise TypeError("a Context holds connections and credentials and cannot be pickled")
 
     def close(self) -> None:
-        self._session.close()
+        """Close the connections; later requests raise ClientClosed.
+
+        For ``from_app`` this ends the app's lifespan (its shutdown runs) and,
+        as with the reference client, the in-process client stays usable:
+        later requests are still served by the app, each on its own.
+        """
         for closer in self._closers:
             closer()
         self._closers.clear()
+        if not self._in_process:
+            self._session.close()
 
     def __enter__(self) -> "Context":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Admin:
+    """Requests that need administrative scopes (``context.admin``); replies are the server's documents."""
+
+    def __init__(self, context: Context) -> None:
+        self._session = context.session
+
+    def list_principals(self, offset: int = 0, limit: int = 100) -> list:
+        """Principals (users and services) in the authentication database, a page at a time."""
+        return self._session.get_document("auth/principal", [("offset", int(offset)), ("limit", int(limit))])
+
+    def show_principal(self, uuid: str) -> dict:
+        """One principal (user or service), by its uuid."""
+        return self._session.get_document(f"auth/principal/{_uuid(uuid)}")
+
+    def create_service_principal(self, role: str) -> dict:
+        """A new service principal with ``role`` (e.g. ``"user"`` or ``"admin"``)."""
+        if not isinstance(role, str) or not role:
+            raise ValueError("role must be a role name such as 'user' or 'admin'")
+        return self._session.send("POST", "auth/principal", params={"role": role})
+
+    def create_api_key(self, uuid: str, scopes=None, expires_in=None, note=None, access_tags=None) -> APIKeyInfo:
+        """A new API key for another principal (arguments as ``Context.create_api_key``)."""
+        body = _api_key_request(scopes, expires_in, note, access_tags)
+        return APIKeyInfo(self._session.send("POST", f"auth/principal/{_uuid(uuid)}/apikey", json=body))
+
+    def revoke_api_key(self, uuid: str, first_eight: str) -> None:
+        """Revoke an API key of any principal, named by the principal's uuid and the key's first 8 characters."""
+        if not isinstance(first_eight, str) or len(first_eight) < 8:
+            raise ValueError("first_eight must be the API key's first 8 characters (its 'first_eight')")
+        self._session.send("DELETE", f"auth/principal/{_uuid(uuid)}/apikey", params={"first_eight": first_eight[:8]})
+
+
+def _uuid(uuid: str) -> str:
+    if not isinstance(uuid, str) or not uuid or "/" in uuid:
+        raise ValueError(f"a principal's uuid is a string like '7f3c...', not {uuid!r}")
+    return uuid
+
+
+def _api_key_request(scopes, expires_in, note, access_tags) -> dict:
+    if scopes is not None and (isinstance(scopes, str) or not isinstance(scopes, collections.abc.Iterable)):
+        raise TypeError("scopes must be a list of scope names, e.g. ['read:metadata', 'read:data']")
+    return {
+        "scopes": list(scopes) if scopes is not None else None,
+        "access_tags": list(access_tags) if access_tags is not None else None,
+        "expires_in": parse_duration(expires_in),
+        "note": note,
+    }
 
 
 def _coerce_cache(cache: Any) -> Cache | None:

@@ -101,7 +101,7 @@ class DataFrameClient(BaseClient):
             return self._meta(columns)
         table = _table_io.read_table(
             self._context.session, self._path, structure.npartitions, columns, structure.columns,
-            data_sources=self.data_sources,
+            data_sources=self.data_sources, url_limit=self.URL_CHARACTER_LIMIT,
         )
         return pyarrow_strings(to_pandas(table))
 
@@ -110,7 +110,7 @@ class DataFrameClient(BaseClient):
         columns = self._check_columns(columns)
         # Text as string[pyarrow], as read() gives it, with pandas 2 (object) as with pandas 3 (str).
         return pyarrow_strings(to_pandas(_table_io.fetch(self._context.session, self._path, partition=partition,
-                                                         columns=columns)))
+                                                         columns=columns, url_limit=self.URL_CHARACTER_LIMIT)))
 
     def read(self, columns=None):
         """Access the entire DataFrame. Optionally select a subset of the columns."""

@@ -14,9 +14,13 @@ class StructureFamily(str, enum.Enum):
     bytes = "bytes"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Spec:
-    """A named specification a node conforms to (``{"name", "version"}`` on the wire)."""
+    """A named specification a node conforms to (``{"name", "version"}`` on the wire).
+
+    Equal to any spec with the same name and version, including the reference
+    client's ``Spec`` (``tiled.structures.core.Spec``), and hashed alike.
+    """
 
     name: str
     version: str | None = None
@@ -45,6 +49,20 @@ class Spec:
         if isinstance(value, dict):
             return cls(value["name"], value.get("version"))
         raise TypeError(f"a spec is a Spec, a name or a {{'name', 'version'}} dict, not {type(value).__name__}")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Spec) or (type(other).__name__ == "Spec" and hasattr(other, "name")
+                                       and hasattr(other, "version")):
+            return (self.name, self.version) == (other.name, other.version)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.version))
+
+    def __repr__(self) -> str:
+        # The name positionally, as the reference shows it.
+        version = f", version={self.version!r}" if self.version is not None else ""
+        return f"{type(self).__name__}({self.name!r}{version})"
 
     def to_json(self) -> dict:
         return {"name": self.name, "version": self.version}

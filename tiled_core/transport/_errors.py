@@ -16,9 +16,17 @@
             └── Conflict              409
 
 Messages name the URL (which never carries credentials) and never the API key.
+
+``ServerError`` is also an ``httpx.HTTPStatusError`` (as the reference client's
+errors are): ``error.response.status_code`` and ``error.request.url`` work, and
+``except httpx.HTTPStatusError`` catches it. Where no HTTP response object was
+at hand (the bulk read path), ``response`` is a stand-in with the status, the
+request id header and ``{"detail": ...}`` as its JSON body.
 """
 
 from __future__ import annotations
+
+import httpx
 
 __all__ = [
     "TiledError",
@@ -78,24 +86,52 @@ class MalformedResponse(TiledError):
     """A complete response whose content cannot be what was asked for."""
 
 
-class ServerError(TiledError):
+class ServerError(TiledError, httpx.HTTPStatusError):
     """The server answered with an error status.
 
     Attributes: ``status``, ``detail`` (the server's message), ``request_id``
-    (its ``X-Tiled-Request-ID``, to find the request in the server's logs), ``url``.
+    (its ``X-Tiled-Request-ID``, to find the request in the server's logs), ``url``;
+    and, as an ``httpx.HTTPStatusError``, ``response`` and ``request``.
     """
 
-    def __init__(self, status: int, detail: str, *, url: str, request_id: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, *, url: str, request_id: str | None = None,
+                 response: httpx.Response | None = None) -> None:
         self.status = status
         self.detail = detail
         self.url = url
         self.request_id = request_id
-        rid = f" [request id {request_id}]" if request_id else ""
-        super().__init__(f"{status} from {url}: {detail}{rid}")
+        rid = f" [correlation ID {request_id}: search the server logs for it]" if request_id else ""
+        httpx.HTTPStatusError.__init__(self, f"{status} from {url}: {detail}{rid}",
+                                       request=getattr(response, "request", None), response=response)
+
+    # httpx.HTTPStatusError's attributes, filled in on first use where no response was kept.
+    @property
+    def response(self) -> httpx.Response:
+        if self.__dict__.get("_response") is None:
+            headers = {"x-tiled-request-id": self.request_id} if self.request_id else {}
+            self._response = httpx.Response(self.status, json={"detail": self.detail}, headers=headers,
+                                            request=httpx.Request("GET", self.url))
+        return self._response
+
+    @response.setter
+    def response(self, response: httpx.Response | None) -> None:
+        self._response = response
+
+    @property
+    def request(self) -> httpx.Request:
+        if self.__dict__.get("_request") is None:
+            self._request = self.response.request
+        return self._request
+
+    @request.setter
+    def request(self, request: httpx.Request | None) -> None:
+        self._request = request
 
     def __reduce__(self):
         # Errors cross process boundaries (Dask workers): rebuild from the fields, not the message.
-        return (_rebuild_server_error, (type(self), self.status, self.detail, self.url, self.request_id), self.__dict__)
+        # The HTTP objects stay behind: their requests carry the credential headers.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_request", "_response")}
+        return (_rebuild_server_error, (type(self), self.status, self.detail, self.url, self.request_id), state)
 
 
 class ClientError(ServerError):
@@ -145,10 +181,14 @@ DEFAULT_AUTH_HINT = "pass api_key=, set TILED_API_KEY, or log in"
 
 
 def error_for_status(
-    status: int, detail: str, *, url: str, request_id: str | None, auth_hint: str = DEFAULT_AUTH_HINT
+    status: int, detail: str, *, url: str, request_id: str | None, auth_hint: str = DEFAULT_AUTH_HINT,
+    response: httpx.Response | None = None,
 ) -> ServerError:
-    """Build the exception for an error status; ``auth_hint`` says what to do about a 401."""
+    """Build the exception for an error status; ``auth_hint`` says what to do about a 401.
+
+    ``response`` (the httpx response, when there is one) becomes the error's ``response``.
+    """
     cls = _BY_STATUS.get(status) or (ClientError if 400 <= status < 500 else ServerError)
     if cls is AuthenticationError:
         detail = f"{detail} (the server at {url.split('/api/')[0]} rejected the credentials: {auth_hint})"
-    return cls(status, detail, url=url, request_id=request_id)
+    return cls(status, detail, url=url, request_id=request_id, response=response)

@@ -28,6 +28,7 @@ def check_response(response: httpx.Response, url: str, *, auth_hint: str,
         url=url,
         request_id=response.headers.get("x-tiled-request-id"),
         auth_hint=auth_hint,
+        response=response,
     )
     if response.status_code in retry_statuses:
         raise RetryableStatus(error, retry_after(response.headers))

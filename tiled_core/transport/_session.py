@@ -20,6 +20,7 @@ from ._auth import ApiKeyAuth, TokenAuth
 from ._cache import Cache, CacheSlot, cache_key
 from ._config import Limits, RetryPolicy, Timeouts
 from ._credentials import auth_hint, header_auth, identity
+from ._history import note_direct, observe
 from ._decode import JSON, MSGPACK, decode_document
 from ._errors import AuthenticationError, ClientClosed, ConnectionFailed, MalformedResponse, RequestTimeout, ServerError
 from ._request import body_factory, check_headers, check_verify, data_headers, is_loopback, open_pools
@@ -82,7 +83,6 @@ class Session:
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy.from_env()
-        self._auth: httpx.Auth | None = ApiKeyAuth(api_key) if api_key is not None else auth
         self.cache = cache
         self._compression = compression
         self._loopback = is_loopback(self._base_url)
@@ -95,7 +95,10 @@ class Session:
         else:
             self._http = http_client
             self._http.headers.update(base_headers)
+            self._http.timeout = self.timeouts.to_httpx()  # the session's timeouts apply to any client
             self._bulk = None
+        self._auth = ApiKeyAuth(api_key) if api_key is not None else auth
+        observe(self._http)  # record_history() and show_logs() see every exchange of this client
         self._count_lock = threading.Lock()
         self.request_count = 0  # attempts sent; tests and benchmarks read it
         # Once the server has answered, a refused connection means it is restarting: the retry
@@ -110,6 +113,25 @@ class Session:
     @property
     def has_api_key(self) -> bool:
         return isinstance(self._auth, ApiKeyAuth)
+
+    # One credential for our requests and for raw ones scripted on ``http_client``: the httpx client's own.
+    @property
+    def _auth(self) -> httpx.Auth | None:
+        return self._http.auth
+
+    @_auth.setter
+    def _auth(self, auth: httpx.Auth | None) -> None:
+        self._http.auth = auth
+
+    @property
+    def http_client(self) -> httpx.Client:
+        """The httpx client under this session (the in-process test client for ``from_app``).
+
+        Requests scripted on it carry this session's credential (refreshed as
+        needed) and headers, share its connection pool, and are seen by
+        ``record_history()`` and ``show_logs()``; they are not retried.
+        """
+        return self._http
 
     @property
     def auth(self) -> httpx.Auth | None:
@@ -312,7 +334,8 @@ class Session:
 
         def once():
             try:
-                return self._bulk.read_into(target, request_headers, out, url=url, auth_hint=self._auth_hint())
+                return note_direct("GET", self._bulk_url(target), request_headers, lambda: self._bulk.read_into(
+                    target, request_headers, out, url=url, auth_hint=self._auth_hint()))
             except ServerError as error:
                 if error.status in self.retry.statuses:
                     raise RetryableStatus(error, getattr(error, "retry_after", None)) from None
@@ -327,6 +350,10 @@ class Session:
             stale = auth_headers["Authorization"].partition(" ")[2]
             request_headers["Authorization"] = f"Bearer {self._auth.renew(stale).access_token}"
             return once()
+
+    def _bulk_url(self, target: str) -> str:
+        base = httpx.URL(self._base_url)
+        return str(base.copy_with(raw_path=target.encode("ascii")))
 
     def _stream_fetch(self, url: str, params: Params, headers: dict[str, str], out: memoryview):
         with self._http.stream("GET", url, params=params, headers=headers, auth=self._auth) as response:

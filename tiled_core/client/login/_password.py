@@ -2,7 +2,10 @@
 
 Prompts happen only when standard input is a terminal (or ``TILED_FORCE_PROMPT=1``);
 anywhere else a missing username or password is a ``CannotPrompt`` error at
-once, so a pipeline never hangs waiting for input.
+once, so a pipeline never hangs waiting for input. A caller may hand in its own
+``ask_username``/``ask_password`` callables instead (the replaceable
+``tiled_core.client.context.username_input``/``password_input`` hooks); those
+are called whether or not there is a terminal.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...transport import AuthenticationError, Session
 
-__all__ = ["CannotPrompt", "can_prompt", "password_login"]
+__all__ = ["CannotPrompt", "can_prompt", "password_login", "terminal_username", "terminal_password"]
 
 PASSWORD_ATTEMPTS = 3
 
@@ -41,6 +44,20 @@ def _cannot_prompt(server: str, what: str) -> CannotPrompt:
         "Pass username= and password= to login(), use an API key (api_key= or TILED_API_KEY), "
         "or set TILED_FORCE_PROMPT=1 if a prompt can in fact be answered."
     )
+
+
+def terminal_username(server: str = "the server") -> str:
+    """Ask for a username at the terminal; CannotPrompt without one."""
+    if not can_prompt():
+        raise _cannot_prompt(server, "username")
+    return input("Username: ").strip()
+
+
+def terminal_password(server: str = "the server", username: str | None = None) -> str:
+    """Ask for a password at the terminal without echo; CannotPrompt without one."""
+    if not can_prompt():
+        raise _cannot_prompt(server, "password")
+    return getpass.getpass(f"Password for {username} at {server}: " if username else "Password: ")
 
 
 def choose_provider(providers: list[Mapping], name: str | None, server: str) -> Mapping:
@@ -79,11 +96,15 @@ def password_login(
     username: str | None,
     password: str | None,
     server: str,
+    ask_username: Callable[[], str] | None = None,
+    ask_password: Callable[[], str] | None = None,
 ) -> dict[str, Any]:
     """The server's token reply for a username/password login with provider ``spec``.
 
-    Asks at the terminal for what is not given (the password without echo, up
-    to three tries); raises CannotPrompt without a terminal and
+    Asks for what is not given: with ``ask_username``/``ask_password`` when
+    given (called with no arguments), else at the terminal (the password
+    without echo); up to three password tries. Raises CannotPrompt when it
+    must ask and there is neither a terminal nor a callable, and
     AuthenticationError when the server refuses the credentials given.
     """
     mode = spec.get("mode")
@@ -94,17 +115,13 @@ def password_login(
         )
     interactive = password is None
     if username is None:
-        if not can_prompt():
-            raise _cannot_prompt(server, "username")
-        username = input("Username: ").strip()
+        username = ask_username().strip() if ask_username is not None else terminal_username(server)
     if not username:
         raise ValueError("the username is empty")
     attempts = PASSWORD_ATTEMPTS if interactive else 1
     for attempt in range(1, attempts + 1):
         if interactive:
-            if not can_prompt():
-                raise _cannot_prompt(server, "password")
-            password = getpass.getpass(f"Password for {username} at {server}: ")
+            password = ask_password() if ask_password is not None else terminal_password(server, username)
             if not password:
                 raise ValueError("the password is empty")
         try:

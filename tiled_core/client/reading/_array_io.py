@@ -53,26 +53,59 @@ def _cut_points(selection: Selection, axis: int, parts: int, chunks: tuple[tuple
     return sorted(set(c for c in ideal if 0 < c < length))
 
 
-def plan_parts(selection: Selection, itemsize: int, chunks, concurrency: int) -> list[tuple[Selection, slice | None]]:
-    """Split a read into ``(sub-selection, output range)`` parts fetched concurrently."""
+def _fit(selection: Selection, region: list, max_items: int, first_axis: int = 0):
+    """Cut ``selection`` into parts of at most ``max_items`` elements: whole runs along the
+    outermost axis that can hold a run, one slab at a time along the axes before it."""
+    if selection.size <= max_items:
+        yield selection, region
+        return
+    shape = selection.shape
+    axis = next((a for a in range(first_axis, len(shape)) if shape[a] > 1), None)
+    if axis is None:  # a single element over the limit: nothing left to cut
+        yield selection, region
+        return
+    inner = math.prod(shape[axis + 1:])
+    step = max_items // inner if inner else shape[axis]
+    for start in range(0, shape[axis], max(step, 1)):
+        stop = min(shape[axis], start + max(step, 1))
+        base = region[axis].start or 0  # ``region`` is in the whole output's coordinates
+        sub_region = list(region)
+        sub_region[axis] = slice(base + start, base + stop)
+        yield from _fit(selection.with_output_axis(axis, start, stop), sub_region, max_items, axis + 1)
+
+
+def plan_parts(selection: Selection, itemsize: int, chunks, concurrency: int,
+               limit: int = MAX_PART_BYTES) -> list[tuple[Selection, tuple | None]]:
+    """Split a read into ``(sub-selection, output region)`` parts fetched concurrently.
+
+    Below ``SINGLE_REQUEST_BYTES`` and under ``limit`` (the response size the client
+    accepts, ``ArrayClient.RESPONSE_BYTESIZE_LIMIT``): one request. Larger reads are
+    cut along their outermost long axis into about ``concurrency`` parts (at chunk
+    edges where possible), and any part still over ``limit`` is cut again.
+    """
     nbytes = selection.size * itemsize
     axis = _split_axis(selection.shape)
-    if nbytes <= SINGLE_REQUEST_BYTES or axis is None:
+    if axis is None or (nbytes <= SINGLE_REQUEST_BYTES and nbytes < limit):
         return [(selection, None)]
-    parts = max(min(concurrency, math.ceil(nbytes / SINGLE_REQUEST_BYTES)), math.ceil(nbytes / MAX_PART_BYTES))
-    cuts = [0, *_cut_points(selection, axis, parts, chunks), selection.shape[axis]]
-    result = []
-    for start, stop in zip(cuts, cuts[1:]):
-        region = (slice(None),) * axis + (slice(start, stop),)
-        result.append((selection.with_output_axis(axis, start, stop), region))
-    return result
+    coarse: list[tuple[Selection, list]] = [(selection, [slice(None)] * len(selection.shape))]
+    if nbytes > SINGLE_REQUEST_BYTES:
+        parts = min(concurrency, math.ceil(nbytes / SINGLE_REQUEST_BYTES))
+        cuts = [0, *_cut_points(selection, axis, parts, chunks), selection.shape[axis]]
+        coarse = []
+        for start, stop in zip(cuts, cuts[1:]):
+            region = [slice(None)] * len(selection.shape)
+            region[axis] = slice(start, stop)
+            coarse.append((selection.with_output_axis(axis, start, stop), region))
+    max_items = max(1, limit // itemsize)
+    return [(sub, tuple(region)) for part, outer in coarse for sub, region in _fit(part, outer, max_items)]
 
 
 def read_selection_into(session: Session, path: tuple[str, ...], selection: Selection, out: np.ndarray,
-                        chunks, *, whole: bool) -> None:
-    """Fill ``out`` with ``selection`` of the array at ``path``, concurrently when it is large."""
+                        chunks, *, whole: bool, limit: int = MAX_PART_BYTES) -> None:
+    """Fill ``out`` with ``selection`` of the array at ``path``, concurrently when it is large
+    (no response over ``limit`` bytes)."""
     route = _route("array/full", path)
-    parts = plan_parts(selection, out.dtype.itemsize, chunks, session.limits.concurrency)
+    parts = plan_parts(selection, out.dtype.itemsize, chunks, session.limits.concurrency, limit)
 
     def fetch(part):
         sub, region = part

@@ -53,14 +53,15 @@ def _route(action: str, path: tuple[str, ...]) -> str:
 
 
 def fetch(session: Session, path: tuple[str, ...], *, partition: int | None = None,
-          columns: Sequence[str] | None = None) -> "pyarrow.Table":
-    """One request for the whole table or one partition, optionally only some columns."""
+          columns: Sequence[str] | None = None, url_limit: int = URL_CHARACTER_LIMIT) -> "pyarrow.Table":
+    """One request for the whole table or one partition, optionally only some columns
+    (sent in a POST body instead when the URL would be longer than ``url_limit``)."""
     route = _route("table/full" if partition is None else "table/partition", path)
     params = [] if partition is None else [("partition", str(partition))]
     columns = list(columns) if columns is not None else None
     if columns:
         length = len(session.url(route)) + sum(_COLUMN_PARAM_CHARS + len(quote(c, safe="")) for c in columns)
-        if length > URL_CHARACTER_LIMIT:
+        if length > url_limit:
             return decode_arrow(session.get_bytes(route, params, accept=ARROW_FILE, json=columns))
         params += [("column", c) for c in columns]
     return decode_arrow(session.get_bytes(route, params, accept=ARROW_FILE))
@@ -100,7 +101,8 @@ def concat(tables: list["pyarrow.Table"]) -> "pyarrow.Table":
 
 
 def read_table(session: Session, path: tuple[str, ...], npartitions: int, columns: Sequence[str] | None,
-               all_columns: Sequence[str], data_sources: list | None = None) -> "pyarrow.Table":
+               all_columns: Sequence[str], data_sources: list | None = None,
+               url_limit: int = URL_CHARACTER_LIMIT) -> "pyarrow.Table":
     """The whole table (or some columns) as one Arrow table, joined as the partitions come.
 
     One partition: one /table/full request. Parquet storage: the partitions
@@ -119,17 +121,18 @@ def read_table(session: Session, path: tuple[str, ...], npartitions: int, column
     estimate = notes.estimate(columns, all_columns)
     if npartitions <= 1 or (parallel and estimate is not None and estimate <= SINGLE_REQUEST_BYTES):
         try:
-            tables = [fetch(session, path, columns=columns)]
+            tables = [fetch(session, path, columns=columns, url_limit=url_limit)]
         except ClientError as error:
             if npartitions <= 1 or not _too_large(error):
                 raise  # else the table grew since it was seen: fall back to partitions
     if tables is None:
         if parallel:
-            tables = session.run_concurrently(lambda i: fetch(session, path, partition=i, columns=columns),
+            tables = session.run_concurrently(lambda i: fetch(session, path, partition=i, columns=columns, url_limit=url_limit),
                                               range(npartitions))
         else:
             with SQL_TABLES:  # not even alongside another thread's SQL table read
-                tables = [fetch(session, path, partition=i, columns=columns) for i in range(npartitions)]
+                tables = [fetch(session, path, partition=i, columns=columns, url_limit=url_limit)
+                          for i in range(npartitions)]
     table = concat(tables)
     with _SEEN_LOCK:
         notes.sizes.update((name, table.column(name).nbytes) for name in table.column_names)
