@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..structures import ArrayStructure, ContainerStructure, Spec, TableStructure
+from ..structures import ArrayStructure, ContainerStructure, DataSource, Spec, TableStructure
 from ..transport import NotAcceptable
 from .writing import _metadata
 from .writing._readonly import DictView, ListView
@@ -68,8 +68,18 @@ class BaseClient:
 
     @property
     def item(self) -> dict:
-        """The JSON resource describing this node, as the server sent it."""
+        """The JSON resource describing this node: ``{"id", "attributes", "links", "meta"}`` as the server sends it.
+
+        ``links`` (left out of the replies this client asks for, to keep them
+        small) are filled in here, the same URLs the server would give.
+        """
         self._load_structure()
+        if not self._item.get("links"):
+            from ._links import node_links
+
+            attributes = self._item["attributes"]
+            self._item["links"] = node_links(self._context.session.url, self.structure_family,
+                                             attributes.get("structure"), self.path)
         return self._item
 
     def _load_structure(self) -> None:
@@ -128,10 +138,22 @@ class BaseClient:
             raise AttributeError("this node has no access_tags")
         return ListView(tags)
 
-    @property
-    def data_sources(self) -> list[dict] | None:
-        """The node's data sources (only when fetched with ``include_data_sources``)."""
-        return self._item["attributes"].get("data_sources")
+    def data_sources(self) -> list[DataSource] | None:
+        """The node's data sources (``DataSource`` objects with ``.assets``, ``.mimetype``, ``.management``...).
+
+        Fetched with one request unless this client was made with
+        ``include_data_sources``. ``None`` for a node without any (e.g. a plain container).
+        """
+        raw = self.include_data_sources()._item["attributes"].get("data_sources")
+        if raw is None:
+            return None
+        return [DataSource.from_json(source) for source in raw]
+
+    def include_data_sources(self) -> "BaseClient":
+        """This client if it already fetches data sources; else a new one for the same node that does (one request)."""
+        if self._include_data_sources:
+            return self
+        return self.new_variation(include_data_sources=True).refresh()
 
     def structure(self):
         """A dataclass describing the structure of the data (raw JSON for families not modelled yet)."""

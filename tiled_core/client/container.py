@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..iterviews import ItemsView, KeysView, ValuesView
+from ..structures import data_source_to_json
 from ..transport import NotFound
 from .writing._conflict import begin_write, check_on_conflict, finish_write
 from ._dispatch import client_for_item, node_item
@@ -260,12 +261,22 @@ class Container(BaseClient, collections.abc.Mapping):
         specs: list | None = None,
         access_tags: list[str] | None = None,
     ) -> BaseClient:
-        """Create a child node (low level): POST its family, data sources, metadata and specs."""
+        """Create a child node (low level): POST its family, data sources, metadata and specs.
+
+        ``data_sources`` are ``tiled_core.structures.DataSource`` objects (or the
+        reference client's, or their JSON dicts). Data sources whose assets point
+        at existing files (``management="external"``) are registered: the server
+        reads those files itself, so they must be readable by it (its
+        ``readable_storage``). Bad metadata, specs or data sources raise before any request.
+        """
         family = getattr(structure_family, "value", structure_family)
         if key is not None:
             validate_key(key)
         if metadata is not None and not isinstance(metadata, collections.abc.Mapping):
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        if isinstance(data_sources, (dict, str)) or not isinstance(data_sources, collections.abc.Iterable):
+            raise TypeError("data_sources is a list of data sources")
+        data_sources = [data_source_to_json(source) for source in data_sources]
         body = {
             "id": key,
             "structure_family": family,
@@ -275,10 +286,15 @@ class Container(BaseClient, collections.abc.Mapping):
         }
         if access_tags is not None:
             body["access_tags"] = list(access_tags)
-        reply = self._context.session.send("POST", self._route("metadata"), json=body)
+        # The server takes files it does not manage only on its register route.
+        external = any(source["assets"] or source["management"] == "external" for source in data_sources)
+        reply = self._context.session.send("POST", self._route("register" if external else "metadata"), json=body)
         created = reply.get("data", reply) if isinstance(reply, dict) else {}
         sources = created.get("data_sources") or data_sources
-        structure = sources[0]["structure"] if sources else {"contents": None, "count": 0}
+        if family == "container":
+            structure = {"contents": None, "count": None if sources else 0}
+        else:
+            structure = sources[0]["structure"] if sources else None
         item = {
             "id": created["id"],
             "attributes": {
@@ -326,6 +342,45 @@ class Container(BaseClient, collections.abc.Mapping):
         if target.needs_upload:
             upload_array(target.client, array)
             finish_write(target.client)
+        return target.client
+
+    def register(self, *uris, key: str | None = None, structure=None, mimetype: str | None = None,
+                 parameters: dict | None = None, metadata: dict | None = None, specs: list | None = None,
+                 access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Register existing file(s) as one node (array, table, ...) whose data the server reads in place.
+
+        Arguments:
+            uris: file paths or ``file://`` URIs; several files make one node (a
+                stack of images, a table of several partitions, HDF5 datasets
+                concatenated). A directory (a Zarr store) is one node too. The
+                files are opened here to describe them, and must be readable by
+                the server (its ``readable_storage``) at the same paths.
+            key: the new node's key (default: one the server picks).
+            structure: a structure to serve the files as instead of the one read
+                from them (e.g. another shape of the same number of elements).
+            mimetype: the file type (default: from the extension), e.g.
+                ``"text/csv;header=absent"`` to read a CSV as an array.
+            parameters: options for reading the files (``{"sep": ";"}``,
+                ``{"dataset": "entry/data"}``...), used here and kept for the server.
+            metadata: merged over the metadata read from the file(s).
+            specs, access_tags: as for ``new``.
+            on_conflict: ``"error"``, ``"skip"`` or ``"replace"`` when ``key`` exists.
+
+        Raises ValueError before any request for no files, an unknown type, or
+        a ``structure`` the files cannot be served as.
+        """
+        from .registering._files import describe_files
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        if metadata is not None and not isinstance(metadata, collections.abc.Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        family, source, found_metadata, found_specs = describe_files(
+            uris, structure=structure, mimetype=mimetype, parameters=parameters)
+        merged = {**found_metadata, **dict(metadata or {})}
+        all_specs = list(found_specs) + [s for s in (specs or []) if s not in found_specs]
+        target = begin_write(self, family, [source], key=validated, metadata=merged, specs=all_specs or None,
+                             access_tags=access_tags, on_conflict=on_conflict, mark=False)
         return target.client
 
     # -- deletes -------------------------------------------------------------
