@@ -258,6 +258,40 @@ class BaseClient:
         except NotAcceptable as error:
             raise ValueError(f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}") from None
 
+    def asset_manifest(self, data_sources) -> dict:
+        """``{asset id: [relative paths]}`` of directory assets (``None`` for single files) of ``data_sources``."""
+        from .reading._raw_export import asset_manifest
+
+        return asset_manifest(self._context.session, self._path, data_sources)
+
+    def raw_export(self, destination=None, max_workers: int = 4, compression: bool = True, **kwargs) -> list:
+        """Download the files backing this node as they are stored (as the server serves them).
+
+        Arguments:
+            destination: a directory (default: the current one), or a MutableMapping
+                that receives one ``io.BytesIO`` per file.
+            max_workers: files downloaded at once.
+            compression: accepted for compatibility (the transport negotiates it).
+            destination_directory: the older name of ``destination`` (a DeprecationWarning).
+
+        Returns the paths (or mapping keys) written. A node whose data the server
+        does not keep as files raises ValueError; several data sources, NotImplementedError.
+        """
+        if "destination_directory" in kwargs:
+            import warnings
+
+            if destination is not None:
+                raise TypeError("give destination or the deprecated destination_directory, not both")
+            warnings.warn("raw_export(destination_directory=...) is deprecated; use destination=",
+                          DeprecationWarning, stacklevel=2)
+            destination = kwargs.pop("destination_directory")
+        if kwargs:
+            raise TypeError(f"raw_export() got unexpected keyword arguments {sorted(kwargs)}")
+        from .reading._raw_export import raw_export
+
+        return raw_export(self._context.session, self._path, self.data_sources() or [], destination,
+                          max_workers=max_workers, compression=compression)
+
     # -- fallback for families and specs without a client ------------------
     def read(self, *args, **kwargs):
         """Nodes without a dedicated client cannot be read; say so plainly (subclasses override this)."""

@@ -250,6 +250,20 @@ class Container(BaseClient, collections.abc.Mapping):
                    ("counts", str(counts).lower())]
         return self._context.session.get_document(self._route("distinct"), params + self._filter_params())
 
+    # -- export --------------------------------------------------------------
+    def export(self, filepath, fields=None, *, format: str | None = None) -> None:
+        """Write this container's whole tree (metadata and data) to a file, streamed, e.g. ``c.export("all.h5")``.
+
+        ``format`` is a media type or a file extension (default: from the file
+        name); ``fields`` limits which children are exported. ``filepath`` may
+        also be a writable binary buffer. Raises ValueError for a format the
+        server does not offer for containers.
+        """
+        if isinstance(fields, str):
+            fields = [fields]
+        params = [("field", str(f)) for f in fields] if fields is not None else []
+        self._export(filepath, format=format, route="container/full", params=params)
+
     # -- writes ------------------------------------------------------------
     def new(
         self,

@@ -6,5 +6,6 @@
 - ``_sparse_io``: COO blocks and selections of sparse arrays.
 - ``_awkward_plan``: which awkward buffers a slice needs.
 - ``_lazy_structure``: a container page's structures, fetched once when first used.
+- ``_raw_export``: the files backing a node, downloaded as stored (asset manifest and bytes).
 - ``_limits``: the error for a response over the size the client accepts.
 """
