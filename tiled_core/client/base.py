@@ -15,7 +15,14 @@ from .writing._readonly import DictView, ListView
 from .writing._revisions import MetadataRevisions
 from .context import Context
 
-__all__ = ["BaseClient", "UNCHANGED"]
+__all__ = ["BaseClient", "FormatNotOffered", "UNCHANGED"]
+
+
+class FormatNotOffered(NotAcceptable, ValueError):
+    """An export format the server does not offer for this node (a 406, usually found before any request).
+
+    A ValueError, and a ``ClientError`` (status 406) as the reference client raises.
+    """
 
 
 class _Unchanged:
@@ -235,7 +242,8 @@ class BaseClient:
                   "html": "text/html", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
         if custom.get(format) in offered:
             return custom[format]
-        raise ValueError(f"{self.path or '/'} cannot be exported as {format!r}; the server offers {offered}")
+        raise FormatNotOffered(406, f"{self.path or '/'} cannot be exported as {format!r}; the server offers {offered}",
+                               url=self.uri)
 
     def _export(self, filepath, *, format: str | None, route: str, params: list | None = None) -> None:
         media_type = self._resolve_format(filepath if isinstance(filepath, (str, os.PathLike)) else None, format)
@@ -256,7 +264,8 @@ class BaseClient:
                     for chunk in chunks:
                         filepath.write(chunk)
         except NotAcceptable as error:
-            raise ValueError(f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}") from None
+            raise FormatNotOffered(406, f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}",
+                                   url=error.url, request_id=error.request_id) from None
 
     def asset_manifest(self, data_sources) -> dict:
         """``{asset id: [relative paths]}`` of directory assets (``None`` for single files) of ``data_sources``."""
