@@ -168,3 +168,16 @@ def test_container_export_and_raw_export(place, files, tmp_path):
         assert f["x"][:].tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="cannot be exported"):
         written.export(tmp_path / "tree.xyz")
+
+
+def test_bytes_node(place, files):
+    (files / "blob.bin").write_bytes(b"\x00\x01" * 600)
+    asset = Asset(data_uri=(files / "blob.bin").as_uri(), is_directory=False, parameter="data_uris", num=0, size=1200)
+    place.new("bytes", [DataSource(structure_family="bytes", structure={}, mimetype="application/octet-stream",
+                                   assets=[asset], management=Management.external)], key="blob")
+    from tiled_core.client.bytes import BytesClient
+
+    node = place["blob"]
+    assert isinstance(node, BytesClient) and repr(node) == "<BytesClient 1.2 KB across 1 asset>"
+    buffers = {}
+    assert node.raw_export(buffers) == ["blob.bin"] and buffers["blob.bin"].read() == b"\x00\x01" * 600

@@ -19,6 +19,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:ArrayClient",
         "table": "tiled_core.client.dataframe:DataFrameClient",
+        "bytes": "tiled_core.client.bytes:BytesClient",
     },
     "dask": {
         # sparse and awkward have no lazy client (nor does the reference): both modes read eagerly
@@ -28,6 +29,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:DaskArrayClient",
         "table": "tiled_core.client.dataframe:DaskDataFrameClient",
+        "bytes": "tiled_core.client.bytes:BytesClient",
     },
 }
 
