@@ -135,10 +135,10 @@ class TiffSequenceInspector(Inspector):
         import tifffile
 
         paths = _paths(data_uris)
-        first = tifffile.imread(paths[0])
-        # The server reads each file as a frame of shape (1, ...) or the file's own leading axis.
-        frame = first.shape[1:] if first.ndim > 2 and len(paths) > 1 and first.shape[0] == 1 else first.shape
-        return cls(_sequence(frame, first.dtype, len(paths)))
+        with tifffile.TiffFile(paths[0]) as file:
+            shape, dtype = _tiff_array_shape(file)
+        # Each file is one frame (of the file's own shape) along a new first axis.
+        return cls(_sequence(shape, dtype, len(paths)))
 
 
 def _jpeg_array(path) -> np.ndarray:
