@@ -181,3 +181,13 @@ def test_bytes_node(place, files):
     assert isinstance(node, BytesClient) and repr(node) == "<BytesClient 1.2 KB across 1 asset>"
     buffers = {}
     assert node.raw_export(buffers) == ["blob.bin"] and buffers["blob.bin"].read() == b"\x00\x01" * 600
+
+
+def test_tree_and_broken_lookup(place, files, capsys):
+    from tiled_core.client import tree
+
+    place.register(files / "data.h5", key="h5tree")
+    tree(place["h5tree"])
+    assert capsys.readouterr().out.splitlines() == ["├── grp", "│   └── y", "└── x"]
+    tree(place["h5tree"], max_lines=1)
+    assert "truncated at 1 lines" in capsys.readouterr().out

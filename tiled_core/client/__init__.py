@@ -19,6 +19,7 @@ Internal rooms, one concern each:
 """
 
 from .constructors import from_context, from_profile, from_uri
+from ._tree import tree
 from .context import Context
 
-__all__ = ["from_uri", "from_profile", "from_context", "Context"]
+__all__ = ["from_uri", "from_profile", "from_context", "Context", "tree"]

@@ -230,6 +230,9 @@ class BaseClient:
             format = Path(filepath).suffix.lstrip(".").lower()
         if format in offered:
             return format
+        base, semicolon, _ = format.partition(";")
+        if semicolon and base.strip() in offered:
+            return format  # a media type with parameters, e.g. "text/csv;header=absent": the server reads them
         aliases = self._context.server_info.get("aliases", {})
         for name in [s.name for s in self.specs] + [self.structure_family]:
             for media_type, names in (aliases.get(name) or {}).items():

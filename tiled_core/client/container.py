@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..iterviews import ItemsView, KeysView, ValuesView
 from ..structures import data_source_to_json
-from ..transport import NotFound
+from ..transport import ClientError, NotFound
 from .writing._conflict import begin_write, check_on_conflict, finish_write
 from ._dispatch import client_for_item, node_item
 from .writing._keys import split_path, validate_key
@@ -103,6 +103,12 @@ class Container(BaseClient, collections.abc.Mapping):
 
     # -- Mapping -------------------------------------------------------------
     def __len__(self) -> int:
+        # Contents the server inlined (file-backed containers such as HDF5) are fixed: count them.
+        # (The server's search count is 0 for those.)
+        if not self._queries and self._pending_structure is None:
+            contents = (self._item["attributes"].get("structure") or {}).get("contents")
+            if contents:
+                return len(contents)
         document = self._context.session.get_document(
             self._route("search"), [("fields", "count"), ("page[limit]", "0"), *self._filter_params()]
         )
@@ -132,6 +138,10 @@ class Container(BaseClient, collections.abc.Mapping):
             item = node_item(session.get_document(path, params), session.url(path))
         except NotFound:
             raise KeyError(key) from None
+        except ClientError as error:
+            if error.status == 410:  # Gone: e.g. a broken link inside a registered HDF5 file
+                raise KeyError(f"{key}: unable to open it, likely a broken link ({error.detail})") from None
+            raise
         return self._client(item)
 
     def __contains__(self, key) -> bool:
