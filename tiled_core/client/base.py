@@ -293,7 +293,7 @@ class BaseClient:
             import warnings
 
             if destination is not None:
-                raise TypeError("give destination or the deprecated destination_directory, not both")
+                raise TypeError("raw_export() got both 'destination' and the deprecated 'destination_directory'; give one")
             warnings.warn("raw_export(destination_directory=...) is deprecated; use destination=",
                           DeprecationWarning, stacklevel=2)
             destination = kwargs.pop("destination_directory")
