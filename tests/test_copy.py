@@ -104,7 +104,7 @@ def test_tree_arrives_identical(source, dest, ref_root, ref_dest_root, source_tr
     np.testing.assert_array_equal(dest["arr"].read(), source["arr"].read())
     assert dest["nested"]["deeper"]["leaf"].read().dtype == np.dtype("i2")
     # Storage kind follows the source: the appendable table is SQL-backed again.
-    sources = dest.new_variation(include_data_sources=True)["sqlgroup"]["sql"].data_sources
+    sources = dest.new_variation(include_data_sources=True)["sqlgroup"]["sql"].item["attributes"]["data_sources"]
     assert sources[0]["mimetype"] == "application/x-tiled-sql-table"
 
     again = copy(source, dest, on_conflict="skip", progress=False)
@@ -288,15 +288,15 @@ def test_external_data_is_registered_or_copied(tiled_server, ref_root, source, d
     ref_parent.register(path, key=path.stem)
     one = {path.stem: source[path.stem]}
     copy(one, dest, progress=False)
-    registered = dest.new_variation(include_data_sources=True)[path.stem].data_sources[0]
-    original = source.new_variation(include_data_sources=True)[path.stem].data_sources[0]
-    assert registered["management"] == "external" and registered["mimetype"] == original["mimetype"]
-    assert [a["data_uri"] for a in registered["assets"]] == [a["data_uri"] for a in original["assets"]]
+    (registered,) = dest[path.stem].data_sources()
+    (original,) = source[path.stem].data_sources()
+    assert registered.management == "external" and registered.mimetype == original.mimetype
+    assert [a.data_uri for a in registered.assets] == [a.data_uri for a in original.assets]
 
     copied = dest.create_container("as-data")
     copy(one, copied, external="data", progress=False)
-    sources = copied.new_variation(include_data_sources=True)[path.stem].data_sources
-    assert sources[0]["management"] == "writable"
+    sources = copied[path.stem].data_sources()
+    assert sources[0].management == "writable"
     pd.testing.assert_frame_equal(ref_dest_root[copied.path][path.stem].read(), ref_parent[path.stem].read())
 
 

@@ -21,6 +21,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:ArrayClient",
         "table": "tiled_core.client.dataframe:DataFrameClient",
+        "bytes": "tiled_core.client.bytes:BytesClient",
     },
     "dask": {
         # sparse and awkward have no lazy client (nor does the reference): both modes read eagerly
@@ -32,6 +33,7 @@ DEFAULT_STRUCTURE_CLIENT_DISPATCH: dict[str, dict[str, str]] = {
         "container": "tiled_core.client.container:Container",
         "array": "tiled_core.client.array:DaskArrayClient",
         "table": "tiled_core.client.dataframe:DaskDataFrameClient",
+        "bytes": "tiled_core.client.bytes:BytesClient",
     },
 }
 

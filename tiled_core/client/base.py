@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..structures import ArrayStructure, ContainerStructure, Spec, TableStructure
+from ..structures import ArrayStructure, ContainerStructure, DataSource, Spec, TableStructure
 from ..transport import NotAcceptable
 from .writing import _metadata
 from .writing._readonly import DictView, ListView
@@ -19,7 +19,10 @@ __all__ = ["BaseClient", "ExportRefused", "UNCHANGED"]
 
 
 class ExportRefused(NotAcceptable, ValueError):
-    """The server refused an export (406): a ValueError, and the server's ClientError as the reference raises."""
+    """An export the server refuses or does not offer for this node (406, often found before any request).
+
+    A ValueError, and a ``ClientError`` (status 406) as the reference client raises.
+    """
 
 
 class _Unchanged:
@@ -177,10 +180,22 @@ class BaseClient:
             raise AttributeError("this node has no access_tags")
         return ListView(tags)
 
-    @property
-    def data_sources(self) -> list[dict] | None:
-        """The node's data sources (only when fetched with ``include_data_sources``)."""
-        return self._item["attributes"].get("data_sources")
+    def data_sources(self) -> list[DataSource] | None:
+        """The node's data sources (``DataSource`` objects with ``.assets``, ``.mimetype``, ``.management``...).
+
+        Fetched with one request unless this client was made with
+        ``include_data_sources``. ``None`` for a node without any (e.g. a plain container).
+        """
+        raw = self.include_data_sources()._item["attributes"].get("data_sources")
+        if raw is None:
+            return None
+        return [DataSource.from_json(source) for source in raw]
+
+    def include_data_sources(self) -> "BaseClient":
+        """This client if it already fetches data sources; else a new one for the same node that does (one request)."""
+        if self._include_data_sources:
+            return self
+        return self.new_variation(include_data_sources=True).refresh()
 
     def structure(self):
         """A dataclass describing the structure of the data (raw JSON for families not modelled yet)."""
@@ -250,6 +265,9 @@ class BaseClient:
             format = Path(filepath).suffix.lstrip(".").lower()
         if format in offered:
             return format
+        base, semicolon, _ = format.partition(";")
+        if semicolon and base.strip() in offered:
+            return format  # a media type with parameters, e.g. "text/csv;header=absent": the server reads them
         aliases = self._context.server_info.get("aliases", {})
         for name in [s.name for s in self.specs] + [self.structure_family]:
             for media_type, names in (aliases.get(name) or {}).items():
@@ -262,7 +280,8 @@ class BaseClient:
                   "html": "text/html", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
         if custom.get(format) in offered:
             return custom[format]
-        raise ValueError(f"{self.path or '/'} cannot be exported as {format!r}; the server offers {offered}")
+        raise ExportRefused(406, f"{self.path or '/'} cannot be exported as {format!r}; the server offers {offered}",
+                               url=self.uri)
 
     def _export(self, filepath, *, format: str | None, route: str, params: list | None = None) -> None:
         media_type = self._resolve_format(filepath if isinstance(filepath, (str, os.PathLike)) else None, format)
@@ -284,7 +303,41 @@ class BaseClient:
                         filepath.write(chunk)
         except NotAcceptable as error:
             raise ExportRefused(406, f"the server cannot export {self.path or '/'} as {media_type}: {error.detail}",
-                                url=error.url, request_id=error.request_id) from None
+                                   url=error.url, request_id=error.request_id) from None
+
+    def asset_manifest(self, data_sources) -> dict:
+        """``{asset id: [relative paths]}`` of directory assets (``None`` for single files) of ``data_sources``."""
+        from .reading._raw_export import asset_manifest
+
+        return asset_manifest(self._context.session, self._path, data_sources)
+
+    def raw_export(self, destination=None, max_workers: int = 4, compression: bool = True, **kwargs) -> list:
+        """Download the files backing this node as they are stored (as the server serves them).
+
+        Arguments:
+            destination: a directory (default: the current one), or a MutableMapping
+                that receives one ``io.BytesIO`` per file.
+            max_workers: files downloaded at once.
+            compression: accepted for compatibility (the transport negotiates it).
+            destination_directory: the older name of ``destination`` (a DeprecationWarning).
+
+        Returns the paths (or mapping keys) written. A node whose data the server
+        does not keep as files raises ValueError; several data sources, NotImplementedError.
+        """
+        if "destination_directory" in kwargs:
+            import warnings
+
+            if destination is not None:
+                raise TypeError("raw_export() got both 'destination' and the deprecated 'destination_directory'; give one")
+            warnings.warn("raw_export(destination_directory=...) is deprecated; use destination=",
+                          DeprecationWarning, stacklevel=2)
+            destination = kwargs.pop("destination_directory")
+        if kwargs:
+            raise TypeError(f"raw_export() got unexpected keyword arguments {sorted(kwargs)}")
+        from .reading._raw_export import raw_export
+
+        return raw_export(self._context.session, self._path, self.data_sources() or [], destination,
+                          max_workers=max_workers, compression=compression)
 
     # -- fallback for families and specs without a client ------------------
     def read(self, *args, **kwargs):

@@ -9,7 +9,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..iterviews import ItemsView, KeysView, ValuesView
-from ..transport import NotFound
+from ..structures import data_source_to_json
+from ..transport import ClientError, NotFound
 from .writing._conflict import begin_write, check_on_conflict, finish_write
 from ._deep_search import DeepSearchResults, check_max_depth
 from ._dispatch import client_for_item, node_item
@@ -104,6 +105,12 @@ class Container(BaseClient, collections.abc.Mapping):
 
     # -- Mapping -------------------------------------------------------------
     def __len__(self) -> int:
+        # Contents the server inlined (file-backed containers such as HDF5) are fixed: count them.
+        # (The server's search count is 0 for those.)
+        if not self._queries and self._pending_structure is None:
+            contents = (self._item["attributes"].get("structure") or {}).get("contents")
+            if contents:
+                return len(contents)
         document = self._context.session.get_document(
             self._route("search"), [("fields", "count"), ("page[limit]", "0"), *self._filter_params()]
         )
@@ -133,6 +140,10 @@ class Container(BaseClient, collections.abc.Mapping):
             item = node_item(session.get_document(path, params), session.url(path))
         except NotFound:
             raise KeyError(key) from None
+        except ClientError as error:
+            if error.status == 410:  # Gone: e.g. a broken link inside a registered HDF5 file
+                raise KeyError(f"{key}: unable to open it, likely a broken link ({error.detail})") from None
+            raise
         return self._client(item)
 
     def __contains__(self, key) -> bool:
@@ -304,6 +315,20 @@ class Container(BaseClient, collections.abc.Mapping):
                    ("counts", str(counts).lower())]
         return self._context.session.get_document(self._route("distinct"), params + self._filter_params())
 
+    # -- export --------------------------------------------------------------
+    def export(self, filepath, fields=None, *, format: str | None = None) -> None:
+        """Write this container's whole tree (metadata and data) to a file, streamed, e.g. ``c.export("all.h5")``.
+
+        ``format`` is a media type or a file extension (default: from the file
+        name); ``fields`` limits which children are exported. ``filepath`` may
+        also be a writable binary buffer. Raises ValueError for a format the
+        server does not offer for containers.
+        """
+        if isinstance(fields, str):
+            fields = [fields]
+        params = [("field", str(f)) for f in fields] if fields is not None else []
+        self._export(filepath, format=format, route="container/full", params=params)
+
     # -- writes ------------------------------------------------------------
     def new(
         self,
@@ -315,12 +340,22 @@ class Container(BaseClient, collections.abc.Mapping):
         specs: list | None = None,
         access_tags: list[str] | None = None,
     ) -> BaseClient:
-        """Create a child node (low level): POST its family, data sources, metadata and specs."""
+        """Create a child node (low level): POST its family, data sources, metadata and specs.
+
+        ``data_sources`` are ``tiled_core.structures.DataSource`` objects (or the
+        reference client's, or their JSON dicts). Data sources whose assets point
+        at existing files (``management="external"``) are registered: the server
+        reads those files itself, so they must be readable by it (its
+        ``readable_storage``). Bad metadata, specs or data sources raise before any request.
+        """
         family = getattr(structure_family, "value", structure_family)
         if key is not None:
             validate_key(key)
         if metadata is not None and not isinstance(metadata, collections.abc.Mapping):
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        if isinstance(data_sources, (dict, str)) or not isinstance(data_sources, collections.abc.Iterable):
+            raise TypeError("data_sources is a list of data sources")
+        data_sources = [data_source_to_json(source) for source in data_sources]
         body = {
             "id": key,
             "structure_family": family,
@@ -330,10 +365,15 @@ class Container(BaseClient, collections.abc.Mapping):
         }
         if access_tags is not None:
             body["access_tags"] = list(access_tags)
-        reply = self._context.session.send("POST", self._route("metadata"), json=body)
+        # The server takes files it does not manage only on its register route.
+        external = any(source["assets"] or source["management"] == "external" for source in data_sources)
+        reply = self._context.session.send("POST", self._route("register" if external else "metadata"), json=body)
         created = reply.get("data", reply) if isinstance(reply, dict) else {}
         sources = created.get("data_sources") or data_sources
-        structure = sources[0]["structure"] if sources else {"contents": None, "count": 0}
+        if family == "container":
+            structure = {"contents": None, "count": None if sources else 0}
+        else:
+            structure = sources[0]["structure"] if sources else None
         item = {
             "id": created["id"],
             "attributes": {
@@ -381,6 +421,45 @@ class Container(BaseClient, collections.abc.Mapping):
         if target.needs_upload:
             upload_array(target.client, array)
             finish_write(target.client)
+        return target.client
+
+    def register(self, *uris, key: str | None = None, structure=None, mimetype: str | None = None,
+                 parameters: dict | None = None, metadata: dict | None = None, specs: list | None = None,
+                 access_tags: list[str] | None = None, on_conflict: str = "error"):
+        """Register existing file(s) as one node (array, table, ...) whose data the server reads in place.
+
+        Arguments:
+            uris: file paths or ``file://`` URIs; several files make one node (a
+                stack of images, a table of several partitions, HDF5 datasets
+                concatenated). A directory (a Zarr store) is one node too. The
+                files are opened here to describe them, and must be readable by
+                the server (its ``readable_storage``) at the same paths.
+            key: the new node's key (default: one the server picks).
+            structure: a structure to serve the files as instead of the one read
+                from them (e.g. another shape of the same number of elements).
+            mimetype: the file type (default: from the extension), e.g.
+                ``"text/csv;header=absent"`` to read a CSV as an array.
+            parameters: options for reading the files (``{"sep": ";"}``,
+                ``{"dataset": "entry/data"}``...), used here and kept for the server.
+            metadata: merged over the metadata read from the file(s).
+            specs, access_tags: as for ``new``.
+            on_conflict: ``"error"``, ``"skip"`` or ``"replace"`` when ``key`` exists.
+
+        Raises ValueError before any request for no files, an unknown type, or
+        a ``structure`` the files cannot be served as.
+        """
+        from .registering._files import describe_files
+
+        check_on_conflict(on_conflict)
+        validated = validate_key(key) if key is not None else None
+        if metadata is not None and not isinstance(metadata, collections.abc.Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        family, source, found_metadata, found_specs = describe_files(
+            uris, structure=structure, mimetype=mimetype, parameters=parameters)
+        merged = {**found_metadata, **dict(metadata or {})}
+        all_specs = list(found_specs) + [s for s in (specs or []) if s not in found_specs]
+        target = begin_write(self, family, [source], key=validated, metadata=merged, specs=all_specs or None,
+                             access_tags=access_tags, on_conflict=on_conflict, mark=False)
         return target.client
 
     # -- deletes -------------------------------------------------------------

@@ -101,7 +101,7 @@ class DataFrameClient(BaseClient):
             return self._meta(columns)
         table = _table_io.read_table(
             self._context.session, self._path, structure.npartitions, columns, structure.columns,
-            data_sources=self.data_sources, url_limit=self.URL_CHARACTER_LIMIT,
+            data_sources=self._item["attributes"].get("data_sources"), url_limit=self.URL_CHARACTER_LIMIT,
         )
         return pyarrow_strings(to_pandas(table))
 
@@ -223,7 +223,7 @@ class DaskDataFrameClient(DataFrameClient):
     def _task(self, columns: list[str] | None):
         structure = self.structure()
         serial = structure.npartitions > 1 and not _table_io.concurrent_reads_safe(
-            _table_io.storage(self._context.session, self._path, structure.npartitions, self.data_sources)
+            _table_io.storage(self._context.session, self._path, structure.npartitions, self._item["attributes"].get("data_sources"))
         )
         return functools.partial(_read_partition_task, self._context.session_handle, self._path, columns, serial)
 

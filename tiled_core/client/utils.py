@@ -14,6 +14,7 @@
 - ``should_retry`` / ``should_retry_if_unprocessed``: which errors are worth
   another try (for any request / for one that must not be applied twice).
 - ``MSGPACK_MIME_TYPE``, ``DEFAULT_TIMEOUT_PARAMS``, ``slices_to_dask_chunks``.
+- ``get_asset_filepaths(node)``: local paths of the files backing a node.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,7 +35,7 @@ from ..transport._errors import error_for_status
 
 __all__ = [
     "ClientError", "ServerError", "MSGPACK_MIME_TYPE", "DEFAULT_TIMEOUT_PARAMS", "handle_error",
-    "should_retry", "should_retry_if_unprocessed", "retry_context", "slices_to_dask_chunks",
+    "should_retry", "should_retry_if_unprocessed", "retry_context", "slices_to_dask_chunks", "get_asset_filepaths",
 ]
 
 MSGPACK_MIME_TYPE = MSGPACK
@@ -196,3 +198,14 @@ def slices_to_dask_chunks(slice_dict: Mapping[tuple, Any], shape) -> tuple[tuple
         for axis in range(ndim):
             sizes[axis][index[axis]] = selected[axis]
     return tuple(tuple(size for _, size in sorted(axis.items())) for axis in sizes)
+
+
+def get_asset_filepaths(node) -> list[Path]:
+    """The local paths of the files (or directories) backing ``node``'s data sources.
+
+    One request unless ``node`` already carries its data sources. Raises
+    ValueError for an asset that is not a ``file://`` URI.
+    """
+    from .registering._uris import path_from_uri
+
+    return [path_from_uri(asset.data_uri) for source in node.data_sources() or [] for asset in source.assets]

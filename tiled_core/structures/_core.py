@@ -40,6 +40,14 @@ class Spec:
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise ValueError(f"spec name must be a non-empty string of at most 255 characters, not {self.name!r}")
 
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Spec) or (hasattr(other, "name") and hasattr(other, "version")):
+            return (self.name, self.version) == (other.name, other.version)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.version))
+
     @classmethod
     def coerce(cls, value: "Spec | str | dict") -> "Spec":
         if isinstance(value, Spec):
@@ -48,6 +56,8 @@ class Spec:
             return cls(value)
         if isinstance(value, dict):
             return cls(value["name"], value.get("version"))
+        if isinstance(getattr(value, "name", None), str) and hasattr(value, "version"):  # e.g. the reference's Spec
+            return cls(value.name, value.version)
         raise TypeError(f"a spec is a Spec, a name or a {{'name', 'version'}} dict, not {type(value).__name__}")
 
     def __eq__(self, other: object) -> bool:

@@ -41,6 +41,15 @@ class TableStructure:
             resizable=tuple(resizable) if isinstance(resizable, list) else bool(resizable),
         )
 
+    @property
+    def arrow_schema_decoded(self):
+        """The ``pyarrow.Schema`` that ``arrow_schema`` carries (needs pyarrow)."""
+        import base64
+
+        import pyarrow
+
+        return pyarrow.ipc.read_schema(pyarrow.py_buffer(base64.b64decode(self.arrow_schema[len(ARROW_SCHEMA_PREFIX):])))
+
     def to_json(self) -> dict:
         return {
             "arrow_schema": self.arrow_schema,
