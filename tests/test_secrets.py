@@ -183,7 +183,7 @@ def env_key(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tree(keyed):
+def tree(keyed, server):
     """One node of every structure family under a fresh container; returns its path."""
     import awkward as ak
     import pandas as pd
@@ -191,6 +191,7 @@ def tree(keyed):
     import xarray as xr
 
     from tiled_core.client.xarray import write_xarray_dataset
+    from tiled_core.structures import Asset, DataSource, Management
 
     box = keyed.create_container(f"s-{uuid.uuid4().hex[:8]}", metadata={"purpose": "secret hygiene"})
     box.write_array(np.arange(12.0).reshape(3, 4), key="array", metadata={"unit": "mm"})
@@ -201,6 +202,15 @@ def tree(keyed):
     box.write_awkward(ak.Array([[1.0, 2.0], [], [3.0]]), key="ragged")
     write_xarray_dataset(box, xr.Dataset({"v": ("t", np.arange(4.0))}, coords={"t": np.arange(4)}), key="dataset")
     box.create_container("inner", metadata={"level": 2})
+    box.write_ragged([[1.0, 2.0], [3.0]], key="jagged")
+    composite = box.create_container("composite", specs=["composite"])
+    composite.write_array(np.arange(3.0), key="part")
+    blob = server.directory / "data" / f"blob-{uuid.uuid4().hex[:8]}.bin"
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(b"\x00\x01" * 64)
+    box.new("bytes", [DataSource(structure_family="bytes", structure={}, mimetype="application/octet-stream",
+                                 assets=[Asset(data_uri=blob.as_uri(), is_directory=False, parameter="data_uris",
+                                               num=0, size=128)], management=Management.external)], key="blob")
     return box.path
 
 
@@ -329,6 +339,8 @@ _NOT_REACHED = {
     "HandlerTable": "built per call from TiledIOManager.type_handlers(), whose handlers are reached",
     "TiledCopy": "a frozen dataclass of paths and resource names (no credential field)",
     "WriteTarget": "a dataclass of a client (whose repr is checked) and a flag",
+    "Settings": "client.register's frozen dataclass of walk options (readers, callables; no credential field)",
+    "PackedRagged": "the ragged codec's intermediate numpy buffers (no credential field)",
 }
 
 
@@ -370,6 +382,7 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
             *public_values, server, auth_server, keyed, env_lazy, cached, cached[tree], login, login.context,
             from_context(bob), bob, api_key, list(keyed[tree].values()), list(env_lazy[tree].values()),
             query_objects, searched, box.sort(("unit", -1)), summary, progress, history, Transport(),
+            box.search_deep(queries.Eq("unit", "mm")), box.include_data_sources()["blob"].data_sources(),
             TiledCredentials(uri=server.uri, api_key=KEY), TiledCredentials(uri=server.uri, api_key=KEY).get_client(),
             TiledResource(uri=server.uri, api_key=KEY), TiledResource(uri=server.uri, api_key=EnvVar("TILED_API_KEY")),
             TiledIOManager(tiled=TiledResource(uri=server.uri, api_key=KEY)), DaskResource(),
@@ -379,7 +392,7 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
             hunt.check(f"repr:{type(obj).__qualname__}", repr(obj), str(obj))
     covered = {cls for obj in found for cls in type(obj).__mro__}  # a base's repr runs in its subclasses
     missing = sorted(c.__qualname__ for c in public_classes - covered if c.__qualname__ not in _NOT_REACHED)
-    assert missing == [], missing
+    assert missing == [], ", ".join(missing)
     assert len(found) > 100
     login.context.revoke_api_key(api_key["first_eight"])
     TiledCredentials.close_clients()
