@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ..iterviews import ItemsView, KeysView, ValuesView
 from .base import BaseClient
 from .container import ITEM_FIELDS, Container
 
@@ -121,19 +120,6 @@ class CompositeClient(Container):
         ordered = list(names) if direction > 0 else list(reversed(names))
         for name in ordered[start:stop]:
             yield name if keys_only else (name, self._lookup(name, names))
-
-    def keys(self) -> KeysView:
-        return KeysView(
-            lambda: len(self),
-            lambda start, stop, direction, page_size: self._iterate(start, stop, direction, page_size, keys_only=True),
-            contains=self.__contains__,
-        )
-
-    def values(self) -> ValuesView:
-        return ValuesView(lambda: len(self), lambda *args: (value for _, value in self._iterate(*args)))
-
-    def items(self) -> ItemsView:
-        return ItemsView(lambda: len(self), self._iterate)
 
     # -- reading -----------------------------------------------------------
     def read(self, variables: Iterable[str] | None = None, dim0: str | None = None):
