@@ -1,5 +1,6 @@
 """Writing helpers of the node clients (internal): uploads, the safe-rerun protocol, metadata.
 
+- ``_container_writes``: the container's ``new``, ``create_container``, ``write_*``, ``register`` and deletes.
 - ``_conflict``: ``on_conflict`` ("error"/"skip"/"replace"), the incomplete mark,
   ``begin_write``/``finish_write`` (public through ``tiled_core.client.conflict``).
 - ``_upload``: array data sources and block uploads (one request or many).
