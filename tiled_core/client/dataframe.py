@@ -194,7 +194,7 @@ class DataFrameClient(BaseClient):
 def _partition_first(partition, dataframe, name: str):
     """Accept the older ``(dataframe, partition)`` order too, as the reference client does."""
     if not isinstance(partition, int) and isinstance(dataframe, int):
-        warnings.warn(f"the order of arguments has changed: use {name}(partition, dataframe)",
+        warnings.warn(f"The order of arguments has changed: use {name}(partition, dataframe).",
                       DeprecationWarning, stacklevel=3)
         return dataframe, partition
     return partition, dataframe
