@@ -10,5 +10,6 @@
 - ``_readonly``: read-only views of metadata handed to users.
 - ``_revisions``: a node's metadata revisions.
 - ``_keys``: which keys a node may have, checked before any request.
+- ``_batch``: ``Container.batch()``: many writes, creates in order, data overlapping (public through ``tiled_core.client.batch``).
 - ``_create``: the create itself: a lost answer resolved by looking the key up, clearer 409s and 500s.
 """

@@ -69,6 +69,7 @@ __all__ = [
     "WriteTarget",
     "begin_write",
     "check_on_conflict",
+    "checked_fields",
     "clear_mark",
     "finish_write",
     "is_incomplete",
@@ -161,16 +162,8 @@ def begin_write(
     is for data the server appends (ragged partitions): "skip" then makes an
     unfinished node again instead of sending its data a second time.
     """
-    check_on_conflict(on_conflict)
     # Everything that can be refused is refused here, before "replace" deletes anything.
-    if key is not None:
-        validate_key(key)
-    if metadata is not None:
-        if not isinstance(metadata, collections.abc.Mapping):
-            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
-        metadata = json_value(dict(metadata))
-    if specs is not None:
-        specs = spec_dicts(specs)
+    key, metadata, specs = checked_fields(key, metadata, specs, on_conflict)
     family = getattr(structure_family, "value", structure_family)
     takes_data = family != "container"
     if mark is None:
@@ -190,6 +183,20 @@ def begin_write(
     client = create_node(container, family, data_sources, key=key, metadata=metadata, specs=marked,
                          access_tags=access_tags, on_conflict=on_conflict)
     return WriteTarget(client, takes_data)
+
+
+def checked_fields(key: str | None, metadata, specs, on_conflict: str) -> tuple[str | None, dict | None, list | None]:
+    """``(key, metadata, specs)`` in their wire form, or the error a create would end in (no request)."""
+    check_on_conflict(on_conflict)
+    if key is not None:
+        key = validate_key(key)
+    if metadata is not None:
+        if not isinstance(metadata, collections.abc.Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        metadata = json_value(dict(metadata))
+    if specs is not None:
+        specs = spec_dicts(specs)
+    return key, metadata, specs
 
 
 def same_structure(family: str, wanted: Any, have: Any) -> bool:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from ...structures import data_source_to_json
 from ...transport import NotFound
-from ._conflict import begin_write, check_on_conflict, finish_write
+from ._batch import PendingWrite, WriteBatch
+from ._conflict import begin_write, check_on_conflict, checked_fields, finish_write
 from ._keys import split_path, validate_key
 from ._metadata import json_value, spec_dicts
 
@@ -106,18 +107,22 @@ class ContainerWrites:
         see :mod:`tiled_core.client.conflict` for the state an interrupted
         write leaves behind.
         """
+        return self._prepare_array(array, key=key, metadata=metadata, dims=dims, specs=specs,
+                                   access_tags=access_tags, on_conflict=on_conflict).run()
+
+    def _prepare_array(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
+                       specs: list | None = None, access_tags: list[str] | None = None,
+                       on_conflict: str = "error") -> PendingWrite:
         from ._upload import array_data_source, plan_array_write, upload_array
 
-        check_on_conflict(on_conflict)
-        validated = validate_key(key) if key is not None else None
+        key, metadata, specs = checked_fields(key, metadata, specs, on_conflict)
         array, source = array_data_source(array, dims=dims)
         create_with, mark = plan_array_write(array, source)
-        target = begin_write(self, "array", [create_with], key=validated, metadata=metadata, specs=specs,
-                             access_tags=access_tags, on_conflict=on_conflict, mark=mark)
-        if target.needs_upload:
-            upload_array(target.client, array)
-            finish_write(target.client)
-        return target.client
+        return PendingWrite(
+            create=lambda: begin_write(self, "array", [create_with], key=key, metadata=metadata, specs=specs,
+                                       access_tags=access_tags, on_conflict=on_conflict, mark=mark),
+            upload=lambda client: upload_array(client, array),
+        )
 
     def register(self, *uris, key: str | None = None, structure=None, mimetype: str | None = None,
                  parameters: dict | None = None, metadata: dict | None = None, specs: list | None = None,
@@ -201,17 +206,40 @@ class ContainerWrites:
         ``on_conflict`` ("error", "skip", "replace") decides what happens when
         ``key`` exists; see :mod:`tiled_core.client.conflict`.
         """
+        return self._prepare_table(data, key=key, metadata=metadata, specs=specs, access_tags=access_tags,
+                                   on_conflict=on_conflict).run()
+
+    def _prepare_table(self, data, *, key: str | None = None, metadata: dict | None = None,
+                       specs: list | None = None, access_tags: list[str] | None = None,
+                       on_conflict: str = "error") -> PendingWrite:
         from ._table_upload import table_data_source, upload_table
 
-        check_on_conflict(on_conflict)
-        validated = validate_key(key) if key is not None else None
+        key, metadata, specs = checked_fields(key, metadata, specs, on_conflict)
         prepared, source = table_data_source(data)
-        target = begin_write(self, "table", [source], key=validated, metadata=metadata, specs=specs,
-                             access_tags=access_tags, on_conflict=on_conflict)
-        if target.needs_upload:
-            upload_table(target.client, prepared)
-            finish_write(target.client)
-        return target.client
+        return PendingWrite(
+            create=lambda: begin_write(self, "table", [source], key=key, metadata=metadata, specs=specs,
+                                       access_tags=access_tags, on_conflict=on_conflict),
+            upload=lambda client: upload_table(client, prepared),
+        )
+
+    def batch(self, *, concurrency: int | None = None, max_pending: int | None = None) -> WriteBatch:
+        """Many writes into this container with their requests overlapping (a context manager).
+
+        ::
+
+            with container.batch() as batch:
+                for i, frame in enumerate(frames):
+                    batch.write_array(frame, key=f"frame{i:05d}", metadata={"index": i})
+
+        Children are created in the order written; each node's data is sent
+        while the next nodes are created (at most ``concurrency`` requests at
+        a time, default ``Limits.concurrency``); at most ``max_pending``
+        writes wait in memory (default 4 x concurrency). Every write keeps the
+        guarantees of ``write_array`` / ``write_table``; the first failure
+        stops the batch and is raised from the ``with`` block. See
+        :class:`tiled_core.client.batch.WriteBatch`.
+        """
+        return WriteBatch(self, concurrency=concurrency, max_pending=max_pending)
 
     def write_dataframe(self, data, *, key: str | None = None, metadata: dict | None = None,
                         specs: list | None = None, access_tags: list[str] | None = None, on_conflict: str = "error"):
