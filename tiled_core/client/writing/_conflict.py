@@ -170,7 +170,7 @@ def begin_write(
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         metadata = json_value(dict(metadata))
     if specs is not None:
-        specs = spec_dicts(specs)
+        specs = spec_dicts(specs, url=container.uri)
     family = getattr(structure_family, "value", structure_family)
     takes_data = family != "container"
     if mark is None:

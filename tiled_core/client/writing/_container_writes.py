@@ -65,7 +65,7 @@ class ContainerWrites:
             "id": key,
             "structure_family": family,
             "metadata": json_value(dict(metadata or {})),  # NaN, sets, objects: errors before any request
-            "specs": spec_dicts(specs or []),
+            "specs": spec_dicts(specs or [], url=self.uri),
             "data_sources": data_sources,
         }
         if access_tags is not None:
