@@ -457,3 +457,75 @@ def test_object_arrays_are_refused(scratch, root):
     with pytest.raises(TypeError):
         scratch.write_array(np.array([{"a": 1}, None], dtype=object), key="obj")
     assert _count(root) == before
+
+
+# ================================================================ expected shapes, request counts, compute
+
+
+def test_every_read_names_the_shape_it_expects(node):
+    from tiled_core.client import record_history
+
+    chunked, zerod, big_endian = node["chunked"], node["zerod"], node["i2be"]
+    with record_history() as history:
+        chunked.read()
+        chunked[...]
+        chunked[2:5, ::-4]
+        chunked[3]
+        chunked.read_block((1, 2))
+        chunked.read_block((0, 0), slice=(slice(None, None, -1), 0))
+        big_endian.read_block((0, 0))  # sent as an /array/full slice (the declared byte order)
+        zerod.read()
+    params = [request.url.params for request in history.requests]
+    assert [p["expected_shape"] for p in params] == ["20,30", "20,30", "3,8", "30", "7,8", "7", "4,5", "scalar"]
+    assert "slice" not in params[0] and "slice" not in params[1]  # whole reads send no slice
+
+
+def test_a_read_of_an_array_grown_elsewhere_is_refused_not_misread(scratch, ref_scratch):
+    from tiled_core.transport import ServerError
+
+    stale = scratch.write_array(np.arange(3.0), key="grows")
+    ref_scratch["grows"].patch(np.array([3.0]), offset=3, extend=True)
+    with pytest.raises(ServerError, match="expected"):
+        stale.read()  # its structure still says (3,): the server refuses to send 4 items
+    assert stale.refresh().shape == ref_scratch["grows"].shape
+    np.testing.assert_array_equal(stale.read(), ref_scratch["grows"].read())
+
+
+def test_fetch_count_is_the_number_of_requests_a_read_sends(tiled_server, arrays):
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    try:
+        chunked = client[arrays]["chunked"]
+        assert chunked.fetch_count() == 1 and client[arrays]["empty"].fetch_count() == 0
+        chunked.RESPONSE_BYTESIZE_LIMIT = 1000  # 4800 bytes in responses of at most 1000
+        for selection in [None, (slice(2, 19), slice(None, None, -1)), (3,), (slice(0, 0),)]:
+            before = _count(client)
+            np.testing.assert_array_equal(chunked.read(selection), CHUNKED[selection if selection else ...])
+            assert _count(client) - before == chunked.fetch_count(selection)
+        assert chunked.fetch_count() > 1
+    finally:
+        client.context.close()
+
+
+def test_dask_compute_and_its_fetch_count(tiled_server, arrays):
+    from tiled_core.client import record_history
+
+    client = from_uri(tiled_server.uri, "dask", api_key=tiled_server.api_key)
+    try:
+        chunked = client[arrays]["chunked"]
+        with record_history() as history:
+            result = chunked.compute()
+        assert type(result) is np.ndarray
+        np.testing.assert_array_equal(result, CHUNKED)
+        assert len(history.requests) == chunked.fetch_count()
+        with record_history() as history:
+            np.testing.assert_array_equal(chunked[3:9, 2].compute(), CHUNKED[3:9, 2])
+        assert len(history.requests) == chunked.fetch_count((slice(3, 9), 2)) < chunked.fetch_count()
+    finally:
+        client.context.close()
+
+
+def test_dims_equal_the_names_as_a_list(node, ref_node):
+    chunked = node["chunked"]
+    assert chunked.dims == ("y", "x") and chunked.dims == ["y", "x"] == list(ref_node["chunked"].dims)
+    assert chunked.dims != ["x", "y"] and node["f8"].dims is None
+    assert chunked.structure() == ArrayStructure.from_json(chunked.structure().to_json())

@@ -96,6 +96,34 @@ def test_specs_update_and_replace(pair, ref_scratch):
         ours.update_metadata(specs="x")
 
 
+def test_specs_the_server_would_refuse_are_its_422_before_any_request(pair, scratch, ref_scratch):
+    import httpx
+
+    from _checks import sends_no_request
+    from tiled_core.client.writing._metadata import SpecsRefused
+
+    ours, _ = pair
+    twenty = [f"s{i}" for i in range(20)]
+    ours.update_metadata(specs=twenty)  # the most the server takes
+    assert len(ref_scratch["n"].specs) == 20
+    refused = [twenty + ["one_too_many"], ["s0", "s1", "s0"], ["a" * 256]]
+    writes = [lambda specs: scratch.write_array([1, 2, 3], specs=specs),
+              lambda specs: scratch.create_container("c", specs=specs),
+              lambda specs: ours.update_metadata(specs=specs),
+              lambda specs: ours.replace_metadata(specs=specs)]
+    for specs in refused:
+        for write in writes:
+            with sends_no_request(scratch), pytest.raises(SpecsRefused) as info:
+                write(specs)
+            error = info.value
+            # Caught as the ValueError it always was, or as the server's answer (what scripts check).
+            assert isinstance(error, ValueError) and isinstance(error, httpx.HTTPStatusError)
+            assert error.status == 422 == error.response.status_code
+            assert error.url.startswith(scratch.uri.rsplit("/", 1)[0])
+    assert "c" not in ref_scratch and len(ref_scratch["n"].specs) == 20
+    scratch.write_array([1, 2, 3], key="longest", specs=["a" * 255])
+
+
 def test_replace_metadata(pair, ref_scratch):
     ours, _ = pair
     ours.replace_metadata({"only": [1, "two"], "n": np.float64(2.5)})

@@ -183,6 +183,32 @@ def test_bytes_node(place, files):
     assert node.raw_export(buffers) == ["blob.bin"] and buffers["blob.bin"].read() == b"\x00\x01" * 600
 
 
+def test_listing_a_container_behind_a_broken_link_is_a_key_error(place, ref_scratch, files):
+    path = files / "links.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("g")["x"] = np.arange(3)
+        f["g"]["gone"] = h5py.SoftLink("/nowhere")  # a link whose target does not exist
+    asset = Asset(data_uri=f"file://localhost{path}", is_directory=False, parameter="data_uris", num=0)
+
+    def source(dataset):
+        return DataSource(structure_family="container", structure=None, mimetype="application/x-hdf5", assets=[asset],
+                          management=Management.external, parameters={"dataset": dataset})
+
+    place.new("container", [source("g/gone")], key="broken")
+    place.new("container", [source("g")], key="fine")
+    broken = place["broken"]
+    with pytest.raises(KeyError, match="broken link"):
+        list(broken.keys())
+    with pytest.raises(KeyError, match="broken link"):
+        list(broken.items())
+    with pytest.raises(KeyError):
+        list(ref_scratch["broken"].keys())  # as the reference client says it
+    # The container holding the link lists it; only opening it fails.
+    assert sorted(place["fine"]) == ["gone", "x"]
+    with pytest.raises(KeyError, match="broken link"):
+        place["fine"]["gone"]
+
+
 def test_tree_and_broken_lookup(place, files, capsys):
     from tiled_core.client import tree
 

@@ -60,3 +60,38 @@ def test_a_crashed_server_is_reported_and_restarts_with_its_data():
         assert not server.has_crashed() and server.port == port
         assert from_uri(server.uri, api_key=server.api_key)["kept"].read().tolist() == [1, 2, 3]
     assert not server.has_crashed()  # stopped on purpose
+
+
+def test_simple_starts_a_server_of_ones_own_and_connects_to_it(tmp_path, capsys):
+    import numpy as np
+
+    from tiled_core.client import SERVERS, simple
+
+    files = tmp_path / "files"
+    files.mkdir()
+    np.savetxt(files / "a.csv", np.arange(6.0).reshape(3, 2), delimiter=",", header="x,y", comments="")
+    client = simple(readable_storage=files)
+    server = SERVERS[-1]
+    directory = server.directory
+    try:
+        assert capsys.readouterr().out.strip() == server.uri  # the address, printed for the user
+        assert server.is_running() and client.uri.startswith(server.uri)
+        np.testing.assert_array_equal(client.write_array([1, 2, 3], key="x")[:], [1, 2, 3])
+        table = client.register(files / "a.csv", key="a")  # the server may read that directory
+        assert list(table.read()["y"]) == [1.0, 3.0, 5.0]
+        # No credentials, no access: the server has an API key of its own.
+        assert httpx.get(f"{server.uri}/metadata/x").status_code == 401
+    finally:
+        client.context.close()
+        SERVERS.pop().close()
+    assert not server.is_running() and not directory.exists()  # the temporary directory is gone
+
+    kept = tmp_path / "kept"
+    again = simple(kept, api_key="secret", quiet=True)
+    try:
+        assert capsys.readouterr().out == "" and SERVERS[-1].api_key == "secret"
+        again.write_array([4, 5], key="y")
+    finally:
+        again.context.close()
+        SERVERS.pop().close()
+    assert (kept / "catalog.db").exists()

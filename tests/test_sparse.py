@@ -98,6 +98,10 @@ def test_structure_and_properties(node, ref_node):
     assert isinstance(structure, SparseStructure)
     assert client.shape == (8, 9, 10) == ref_node["three"].shape
     assert client.dims == ("x", "y", "z")
+    # Equal to the names as a list too, the form they were given in (and the reference client shows).
+    assert client.dims == ["x", "y", "z"] == ref_node["three"].dims
+    assert client.dims != ["x", "y"] and structure.dims == ["x", "y", "z"]
+    assert repr(client.dims) == "('x', 'y', 'z')" and hash(client.dims) == hash(("x", "y", "z"))
     assert client.ndim == 3
     assert client.chunks == ((8,), (9,), (10,))
     assert client.dtype == np.dtype("float64")

@@ -71,6 +71,34 @@ def test_small_arrays_cost_two_requests_and_carry_no_mark(scratch, ref_scratch):
     assert len(ref_scratch["small"].metadata_revisions) == 0
 
 
+def test_suggested_max_upload_size_splits_larger_writes(scratch, ref_scratch):
+    data = np.arange(100, dtype="uint8")
+    scratch._SUGGESTED_MAX_UPLOAD_SIZE = data.nbytes - 1  # on this container only
+    before = _requests(scratch)
+    node = scratch.write_array(data, key="split", specs=["mine"])
+    # create, one PUT per chunk (none over the limit), clear the mark
+    assert node.structure().chunks == ((99, 1),) == ref_scratch["split"].structure().chunks
+    assert _requests(scratch) - before == 1 + 2 + 1
+    np.testing.assert_array_equal(ref_scratch["split"].read(), data)
+    assert [s.name for s in ref_scratch["split"].specs] == ["mine"] and not is_incomplete(node)
+    # An evenly divided one too: split in requests, not sent whole in one.
+    lazy = scratch.write_array(da.from_array(np.arange(100.0), chunks=50), key="lazy")
+    assert lazy.structure().chunks == ((12,) * 8 + (4,),)
+    np.testing.assert_array_equal(ref_scratch["lazy"].read(), np.arange(100.0))
+    # Ragged arrays: partitions of at most that many bytes.
+    rows = [np.arange(n, dtype="int64") for n in (3, 5, 2, 4)]
+    scratch._SUGGESTED_MAX_UPLOAD_SIZE = 64
+    ragged = scratch.write_ragged(rows, key="rows")
+    assert len(ragged.structure().chunks[0]) > 1
+    for got, want in zip(ref_scratch["rows"].read(), rows):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    for bad in (0, -5, "big", True):
+        scratch._SUGGESTED_MAX_UPLOAD_SIZE = bad
+        with pytest.raises(ValueError, match="_SUGGESTED_MAX_UPLOAD_SIZE"):
+            scratch.write_array(data, key="refused")
+    assert type(scratch)._SUGGESTED_MAX_UPLOAD_SIZE == 100_000_000  # the class keeps the default
+
+
 def test_large_chunked_dask_upload_round_trips(scratch, ref_scratch):
     data = RNG.standard_normal((600, 700)).astype("float32")
     chunks = (128, 256)  # partial last chunks: the block path with its mark

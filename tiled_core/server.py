@@ -62,6 +62,8 @@ class LocalTiledServer:
         api_key: the single-user API key; random when not given.
         port: a fixed port; a free one when not given.
         public: allow anonymous reads.
+        readable_storage: directories (one, or a list) whose existing files the
+            server may read, for registering them (``Container.register``).
         startup_timeout: seconds to wait for ``/healthz``.
 
     Raises ``ServerStartError`` (with the end of the server's log) when the
@@ -75,8 +77,14 @@ class LocalTiledServer:
         api_key: str | None = None,
         port: int | None = None,
         public: bool = False,
+        readable_storage: str | os.PathLike | list | None = None,
         startup_timeout: float = 60.0,
     ) -> None:
+        if readable_storage is None:
+            readable_storage = []
+        elif isinstance(readable_storage, (str, os.PathLike)):
+            readable_storage = [readable_storage]
+        self._readable = [str(Path(r).absolute()) for r in readable_storage]
         self._owns_directory = directory is None
         self._directory = Path(directory) if directory is not None else None
         self._api_key = api_key or secrets.token_hex(16)
@@ -161,6 +169,8 @@ class LocalTiledServer:
             "--write", f"duckdb:///{self.directory / 'data.duckdb'}",
             "--host", "127.0.0.1", "--port", str(self.port),
         ]
+        for readable in self._readable:
+            command += ["--read", readable]
         if not catalog.exists():
             command.append("--init")
         if self._public:
@@ -268,6 +278,8 @@ class LocalTiledServer:
         if self._owns_directory and self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
+
+    close = stop  # the reference's simple server's name for it
 
     def __enter__(self) -> "LocalTiledServer":
         return self.start()

@@ -23,9 +23,9 @@ Internal rooms, one concern each:
 - ``_links``: a node's ``links``, built on the client when the server leaves them out.
 """
 
-from .constructors import from_context, from_profile, from_uri
+from .constructors import SERVERS, from_context, from_profile, from_uri, simple
 from ._tree import tree
 from .context import Context
 from .logger import hide_logs, record_history, show_logs
 
-__all__ = ["from_uri", "from_profile", "from_context", "Context", "tree", "record_history", "show_logs", "hide_logs"]
+__all__ = ["from_uri", "from_profile", "from_context", "simple", "SERVERS", "Context", "tree", "record_history", "show_logs", "hide_logs"]

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs.array import OCTET_STREAM, byte_view
+from ..codecs.array import OCTET_STREAM, byte_view, expected_shape_param
 from ..structures import ArrayStructure
-from .reading._array_io import MAX_PART_BYTES, block_slices, patch_full, put_block, read_block_into, read_selection_into
+from .reading._array_io import (MAX_PART_BYTES, block_slices, patch_full, plan_parts, put_block, read_block_into,
+                                read_selection_into)
 from .reading._slicing import block_selection, normalize, split_newaxis
 from .base import BaseClient
 
@@ -139,9 +140,19 @@ class ArrayClient(BaseClient):
         elif out.size:
             # /array/block sends the storage's byte order, not the declared one; /array/full casts.
             starts = [sum(chunks[:i]) for chunks, i in zip(structure.chunks, block)]
-            self._context.session.read_into(self._route("array/full"), [("slice", selection.offset(starts).to_param())],
-                                            accept=OCTET_STREAM, out=byte_view(out))
+            params = [("slice", selection.offset(starts).to_param()), expected_shape_param(out.shape)]
+            self._context.session.read_into(self._route("array/full"), params, accept=OCTET_STREAM, out=byte_view(out))
         return np.flip(out, selection.flip) if selection.flip else out
+
+    def fetch_count(self, slice=None) -> int:
+        """How many requests ``read(slice)`` sends (none are sent to tell): 0 for an empty selection,
+        1 up to ``RESPONSE_BYTESIZE_LIMIT`` and 16 MiB, more for larger reads, cut to fit under both."""
+        structure = self.structure()
+        selection = normalize(split_newaxis(slice)[0], structure.shape)
+        if not selection.size:
+            return 0
+        return len(plan_parts(selection, structure.dtype.itemsize, structure.chunks,
+                              self._context.session.limits.concurrency, _byte_limit(self.RESPONSE_BYTESIZE_LIMIT)))
 
     def read(self, slice=None) -> np.ndarray:
         """The entire array, or a selection: ``read((slice(0, 10), 3))`` (``None`` in it adds an axis, as in numpy)."""
@@ -267,6 +278,31 @@ class DaskArrayClient(ArrayClient):
         name = "tiled-core-read-" + tokenize(self.uri, structure.to_json(), wanted)
         graph = array_graph(name, self._context.session_handle, self._path, structure.chunks, structure.dtype, wanted)
         return da.Array(graph, name, chunks=structure.chunks, dtype=structure.dtype)
+
+    def fetch_count(self, slice=None) -> int:
+        """How many requests computing ``read(slice)`` sends (none are sent to tell): one per group
+        of neighbouring small chunks that the selection keeps (see ``tiled_core.distributed``)."""
+        from ..distributed._array_tasks import plan_groups
+
+        structure = self.structure()
+        wanted = None
+        if slice is not None:
+            selection = normalize(split_newaxis(slice)[0], structure.shape)
+            if not selection.size:
+                return 0
+            wanted = _blocks_touched(selection, structure.chunks)
+        _, groups = plan_groups(structure.chunks, structure.dtype.itemsize, wanted=wanted)
+
+        def needed(index) -> bool:
+            return ((wanted is None or all(i in w for i, w in zip(index, wanted)))
+                    and all(sizes[i] for sizes, i in zip(structure.chunks, index)))
+
+        return sum(1 for group in groups if any(needed(index) for index in group))
+
+    def compute(self) -> np.ndarray:
+        """The entire array, in memory: ``read().compute()`` (``fetch_count()`` requests, on the
+        current dask scheduler)."""
+        return self._dask_array().compute()
 
     def read(self, slice=None):
         """A dask array of the entire array, or of a selection."""

@@ -382,7 +382,7 @@ class BaseClient:
         metadata_patch = [] if metadata is None else _metadata.diff(current, _metadata.merged_metadata(current, metadata))
         specs_patch = None
         if specs is not None:
-            specs_patch = _metadata.specs_patch(self._spec_dicts(), _metadata.spec_dicts(specs))
+            specs_patch = _metadata.specs_patch(self._spec_dicts(), _metadata.spec_dicts(specs, url=self.uri))
         access_tags_patch = None
         if access_tags:  # an empty list changes nothing, as in the reference client
             access_tags_patch = _metadata.diff(list(attributes.get("access_tags") or []), _tag_list(access_tags))
@@ -445,7 +445,7 @@ class BaseClient:
             if not isinstance(metadata, collections.abc.Mapping):
                 raise ValueError(f"metadata must be a mapping (a JSON object), not {type(metadata).__name__}")
             metadata = _metadata.json_value(dict(metadata))
-        specs_json = None if specs is None else _metadata.spec_dicts(specs)
+        specs_json = None if specs is None else _metadata.spec_dicts(specs, url=self.uri)
         tags = None if access_tags is None else _tag_list(access_tags)
         body = {"metadata": metadata, "specs": specs_json, "access_tags": tags}
         reply = self._context.session.send("PUT", self._route("metadata"), json=body, params=_revision(drop_revision))

@@ -1,4 +1,4 @@
-"""Entry points: from_uri, from_profile, from_context."""
+"""Entry points: from_uri, from_profile, from_context; simple (a server of your own, and a client on it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ._dispatch import check_structure_clients, client_for_item, node_item
 from .login._password import can_prompt
 from .context import UNSET, Context
 
-__all__ = ["from_uri", "from_profile", "from_context"]
+__all__ = ["from_uri", "from_profile", "from_context", "simple", "SERVERS"]
 
 
 def from_context(
@@ -177,3 +177,39 @@ def from_profile(name: str, structure_clients: Any = None, **kwargs):
     except ValueError as error:  # a setting the profile schema lets through (timeout 0, an ftp:// uri, ...)
         where = profiles.list_profiles().get(name)
         raise profiles.ProfileError(f"profile {name!r}{f' in {where}' if where else ''}: {error}") from error
+
+
+#: The servers ``simple()`` started, kept running while this process lives (``SERVERS.pop().close()`` stops one).
+SERVERS: list = []
+
+
+def simple(directory=None, api_key: str | None = None, port: int = 0, readable_storage=None, quiet: bool = False,
+           structure_clients: Any = "numpy"):
+    """Start a Tiled server of your own on this machine and connect to it: for tutorials and trying things.
+
+    The server (``tiled_core.server.LocalTiledServer``: a ``tiled serve`` process
+    on 127.0.0.1, which needs ``tiled[server]`` installed) stores its catalog and
+    data in ``directory`` (a temporary one by default, removed when the server
+    stops), takes ``api_key`` (random by default) and listens on ``port`` (a free
+    one by default); ``readable_storage`` lists directories of existing files it
+    may read, for ``register``. Its address is printed unless ``quiet``. It runs
+    until ``SERVERS`` lets it go (``SERVERS.pop().close()``) or this process exits.
+    Basic security only: not for anything important.
+    """
+    import atexit
+
+    from ..server import LocalTiledServer
+
+    server = LocalTiledServer(directory, api_key=api_key, port=port or None, readable_storage=readable_storage)
+    server.start()
+    if not SERVERS:
+        atexit.register(_stop_simple_servers)
+    SERVERS.append(server)
+    if not quiet:
+        print(server.uri)
+    return from_uri(server.uri, structure_clients, api_key=server.api_key)
+
+
+def _stop_simple_servers() -> None:
+    while SERVERS:
+        SERVERS.pop().stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -109,10 +110,21 @@ class Container(ContainerWrites, BaseClient, collections.abc.Mapping):
             contents = (self._item["attributes"].get("structure") or {}).get("contents")
             if contents:
                 return len(contents)
-        document = self._context.session.get_document(
-            self._route("search"), [("fields", "count"), ("page[limit]", "0"), *self._filter_params()]
-        )
+        with self._gone_is_key_error():
+            document = self._context.session.get_document(
+                self._route("search"), [("fields", "count"), ("page[limit]", "0"), *self._filter_params()]
+            )
         return int(document["meta"]["count"])
+
+    @contextlib.contextmanager
+    def _gone_is_key_error(self):
+        """A 410 while listing this container (a broken link inside a registered file) is a KeyError."""
+        try:
+            yield
+        except ClientError as error:
+            if error.status == 410:
+                raise KeyError(f"{self.path or '/'}: unable to open it, likely a broken link ({error.detail})") from None
+            raise
 
     def __iter__(self) -> Iterator[str]:
         return self._iterate(0, None, 1, None, keys_only=True)
@@ -169,7 +181,8 @@ class Container(ContainerWrites, BaseClient, collections.abc.Mapping):
             # without one, pages are the largest the server allows, the last cut to what is left.
             limit = min(page_size, MAX_PAGE) if page_size else min(MAX_PAGE, remaining or MAX_PAGE)
             params = [*base, position, ("page[limit]", str(limit))]
-            document = session.get_document(route, params)
+            with self._gone_is_key_error():
+                document = session.get_document(route, params)
             data = document["data"]
             full_page = len(data) >= limit
             if remaining is not None:

@@ -11,6 +11,16 @@ from ..transport import MalformedResponse
 OCTET_STREAM = "application/octet-stream"
 
 
+def expected_shape_param(shape: tuple[int, ...]) -> tuple[str, str]:
+    """The ``expected_shape=`` query parameter of a read whose answer has ``shape``.
+
+    The server checks the data it is about to send against it and refuses a
+    mismatch (an array resized since its structure was fetched, say) instead
+    of sending bytes that would be read into the wrong shape.
+    """
+    return ("expected_shape", ",".join(str(int(n)) for n in shape) or "scalar")
+
+
 def expected_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
     return np.dtype(dtype).itemsize * math.prod(shape)
 

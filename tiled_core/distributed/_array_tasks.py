@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs.array import OCTET_STREAM, byte_view
+from ..codecs.array import OCTET_STREAM, byte_view, expected_shape_param
 from ._handles import SessionHandle
 from ._limits import request_slot
 
@@ -57,7 +57,8 @@ def run_read(request: ArrayRead) -> np.ndarray:
     if out.size:
         with request_slot(request.handle.base_url):
             session = request.handle.get()
-            session.read_into(request.route, list(request.params), accept=OCTET_STREAM, out=byte_view(out))
+            params = [*request.params, expected_shape_param(request.shape)]
+            session.read_into(request.route, params, accept=OCTET_STREAM, out=byte_view(out))
     return np.flip(out, request.flip) if request.flip else out
 
 

@@ -101,6 +101,33 @@ def _dtype_from_numpy(dtype: np.dtype) -> "BuiltinDtype | StructDtype":
     return StructDtype.from_numpy_dtype(dtype) if np.dtype(dtype).fields is not None else BuiltinDtype.from_numpy_dtype(dtype)
 
 
+class Dims(tuple):
+    """Dimension names: a tuple that also equals the same names given as a list.
+
+    The server sends dims as a JSON list, and scripts written for the reference
+    client compare them with lists (``node.dims == ["x", "y"]``, as for sparse
+    arrays there); a plain tuple would make that silently False.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return tuple.__eq__(self, tuple(other) if isinstance(other, list) else other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def __repr__(self) -> str:
+        return tuple.__repr__(self)
+
+
+def as_dims(value) -> "Dims | None":
+    """``value`` (None, or a sequence of names) as ``Dims``; an empty sequence is None."""
+    return Dims(value) if value else None
+
+
 def check_layout(chunks, shape, dims) -> None:
     """Chunks must add up to the shape, and dims (if any) name every dimension."""
     if len(chunks) != len(shape):
@@ -132,7 +159,7 @@ class ArrayStructure:
             data_type=_dtype_from_json(data["data_type"]),
             chunks=tuple(tuple(int(c) for c in dim) for dim in data["chunks"]),
             shape=tuple(int(s) for s in data["shape"]),
-            dims=tuple(data["dims"]) if data.get("dims") else None,
+            dims=as_dims(data.get("dims")),
             resizable=tuple(resizable) if isinstance(resizable, list) else bool(resizable),
         )
 
@@ -143,7 +170,7 @@ class ArrayStructure:
             data_type=_dtype_from_numpy(array.dtype),
             chunks=tuple(tuple(c) for c in chunks) if chunks is not None else tuple((s,) for s in shape),
             shape=shape,
-            dims=tuple(dims) if dims is not None else None,
+            dims=Dims(dims) if dims is not None else None,
         )
 
     def to_json(self) -> dict:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import BuiltinDtype, StructDtype, _dtype_from_json
+from ._array import BuiltinDtype, Dims, StructDtype, _dtype_from_json
 
 __all__ = ["RaggedStructure", "RAGGED_PRIMITIVES"]
 
@@ -20,7 +20,7 @@ RAGGED_PRIMITIVES = frozenset({
 
 
 def _dims(value) -> tuple[str, ...] | None:
-    return None if value is None else tuple(str(d) for d in value)
+    return None if value is None else Dims(str(d) for d in value)
 
 
 @dataclasses.dataclass(frozen=True)

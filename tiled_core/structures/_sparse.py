@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from ._array import BuiltinDtype, StructDtype, _dtype_from_json, _dtype_from_numpy, check_layout
+from ._array import BuiltinDtype, Dims, StructDtype, _dtype_from_json, _dtype_from_numpy, as_dims, check_layout
 
 _DEFAULT_COORD_TYPE = {"endianness": "little", "kind": "u", "itemsize": 8}  # the server's default
 
@@ -35,7 +35,7 @@ class SparseStructure:
             shape=tuple(int(s) for s in data["shape"]),
             data_type=_dtype_from_json(data_type) if data_type is not None else None,
             coord_data_type=BuiltinDtype.from_json(data.get("coord_data_type") or _DEFAULT_COORD_TYPE),
-            dims=tuple(data["dims"]) if data.get("dims") else None,
+            dims=as_dims(data.get("dims")),
             resizable=tuple(resizable) if isinstance(resizable, list) else bool(resizable),
             layout=getattr(data.get("layout", "COO"), "value", data.get("layout", "COO")),
         )
@@ -49,7 +49,7 @@ class SparseStructure:
             shape=shape,
             data_type=_dtype_from_numpy(np.asarray(data).dtype),
             coord_data_type=BuiltinDtype.from_numpy_dtype(np.asarray(coords).dtype),
-            dims=tuple(dims) if dims is not None else None,
+            dims=Dims(dims) if dims is not None else None,
         )
 
     def to_json(self) -> dict:

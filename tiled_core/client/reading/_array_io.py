@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ...codecs.array import OCTET_STREAM, byte_view, encode_octet_stream
+from ...codecs.array import OCTET_STREAM, byte_view, encode_octet_stream, expected_shape_param
 from ...transport import Session
 from ._slicing import Selection
 
@@ -24,7 +24,7 @@ def _route(action: str, path: tuple[str, ...]) -> str:
 def read_block_into(session: Session, path: tuple[str, ...], block: tuple[int, ...], out: np.ndarray,
                     slice_param: str | None = None) -> np.ndarray:
     """Read one block (optionally sliced within it) into ``out``."""
-    params = [("block", ",".join(str(i) for i in block))]
+    params = [("block", ",".join(str(i) for i in block)), expected_shape_param(out.shape)]
     if slice_param:
         params.append(("slice", slice_param))
     if out.size:
@@ -110,7 +110,9 @@ def read_selection_into(session: Session, path: tuple[str, ...], selection: Sele
     def fetch(part):
         sub, region = part
         target = out if region is None else out[region]
-        params = [] if (whole and region is None) else [("slice", sub.to_param())]
+        params = [expected_shape_param(target.shape)]
+        if not (whole and region is None):
+            params.append(("slice", sub.to_param()))
         session.read_into(route, params, accept=OCTET_STREAM, out=byte_view(target))
 
     session.run_concurrently(fetch, parts)

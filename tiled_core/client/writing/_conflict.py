@@ -163,7 +163,7 @@ def begin_write(
     unfinished node again instead of sending its data a second time.
     """
     # Everything that can be refused is refused here, before "replace" deletes anything.
-    key, metadata, specs = checked_fields(key, metadata, specs, on_conflict)
+    key, metadata, specs = checked_fields(key, metadata, specs, on_conflict, url=container.uri)
     family = getattr(structure_family, "value", structure_family)
     takes_data = family != "container"
     if mark is None:
@@ -185,7 +185,8 @@ def begin_write(
     return WriteTarget(client, takes_data)
 
 
-def checked_fields(key: str | None, metadata, specs, on_conflict: str) -> tuple[str | None, dict | None, list | None]:
+def checked_fields(key: str | None, metadata, specs, on_conflict: str, *,
+                   url: str = "") -> tuple[str | None, dict | None, list | None]:
     """``(key, metadata, specs)`` in their wire form, or the error a create would end in (no request)."""
     check_on_conflict(on_conflict)
     if key is not None:
@@ -195,7 +196,7 @@ def checked_fields(key: str | None, metadata, specs, on_conflict: str) -> tuple[
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         metadata = json_value(dict(metadata))
     if specs is not None:
-        specs = spec_dicts(specs)
+        specs = spec_dicts(specs, url=url)
     return key, metadata, specs
 
 

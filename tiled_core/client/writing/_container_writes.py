@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ...structures import data_source_to_json
 from ...transport import NotFound
+from ..reading._array_io import UPLOAD_CHUNK_BYTES
 from ._batch import PendingWrite, WriteBatch
 from ._conflict import begin_write, check_on_conflict, checked_fields, finish_write
 from ._keys import split_path, validate_key
@@ -25,7 +26,15 @@ __all__ = ["ContainerWrites"]
 
 
 class ContainerWrites:
-    """Mixin of ``Container``: creating, writing, registering and deleting children."""
+    """Mixin of ``Container``: creating, writing, registering and deleting children.
+
+    ``_SUGGESTED_MAX_UPLOAD_SIZE`` (class attribute, bytes; 100 MB, as in the
+    reference client): data larger than this is written in several requests,
+    each of at most this many bytes (an array's chunks, a ragged array's
+    partitions are cut to fit). Set it on a container to change its writes.
+    """
+
+    _SUGGESTED_MAX_UPLOAD_SIZE = UPLOAD_CHUNK_BYTES
 
     def new(
         self,
@@ -57,7 +66,7 @@ class ContainerWrites:
             "id": key,
             "structure_family": family,
             "metadata": json_value(dict(metadata or {})),  # NaN, sets, objects: errors before any request
-            "specs": spec_dicts(specs or []),
+            "specs": spec_dicts(specs or [], url=self.uri),
             "data_sources": data_sources,
         }
         if access_tags is not None:
@@ -113,11 +122,12 @@ class ContainerWrites:
     def _prepare_array(self, array, *, key: str | None = None, metadata: dict | None = None, dims=None,
                        specs: list | None = None, access_tags: list[str] | None = None,
                        on_conflict: str = "error") -> PendingWrite:
-        from ._upload import array_data_source, plan_array_write, upload_array
+        from ._upload import array_data_source, plan_array_write, upload_array, upload_limit
 
-        key, metadata, specs = checked_fields(key, metadata, specs, on_conflict)
-        array, source = array_data_source(array, dims=dims)
-        create_with, mark = plan_array_write(array, source)
+        key, metadata, specs = checked_fields(key, metadata, specs, on_conflict, url=self.uri)
+        limit = upload_limit(self._SUGGESTED_MAX_UPLOAD_SIZE)
+        array, source = array_data_source(array, dims=dims, limit=limit)
+        create_with, mark = plan_array_write(array, source, limit)
         return PendingWrite(
             create=lambda: begin_write(self, "array", [create_with], key=key, metadata=metadata, specs=specs,
                                        access_tags=access_tags, on_conflict=on_conflict, mark=mark),
@@ -214,7 +224,7 @@ class ContainerWrites:
                        on_conflict: str = "error") -> PendingWrite:
         from ._table_upload import table_data_source, upload_table
 
-        key, metadata, specs = checked_fields(key, metadata, specs, on_conflict)
+        key, metadata, specs = checked_fields(key, metadata, specs, on_conflict, url=self.uri)
         prepared, source = table_data_source(data)
         return PendingWrite(
             create=lambda: begin_write(self, "table", [source], key=key, metadata=metadata, specs=specs,
@@ -324,7 +334,7 @@ class ContainerWrites:
         ``array``: a ``ragged.array``, an ``awkward.Array`` of nested lists of
         numbers, a numpy array or nested sequences. It is stored in the
         server's SQL storage in partitions of whole rows of at most
-        ``max_partition_bytes`` each (default 100 MB), one request per
+        ``max_partition_bytes`` each (default ``_SUGGESTED_MAX_UPLOAD_SIZE``, 100 MB), one request per
         partition. ``dims`` names the dimensions. ``appendable=False`` is not
         supported by the server (NotImplementedError). ``on_conflict``
         ("error", "skip", "replace") decides what happens when ``key`` exists;
@@ -340,6 +350,10 @@ class ContainerWrites:
         if not appendable:
             raise NotImplementedError("appendable=False is not yet implemented (the server's ragged storage appends)")
         validated = validate_key(key) if key is not None else None
+        if max_partition_bytes is None:
+            from ._upload import upload_limit
+
+            max_partition_bytes = upload_limit(self._SUGGESTED_MAX_UPLOAD_SIZE)
         packed, rows, source = ragged_data_source(array, dims=dims, max_partition_bytes=max_partition_bytes)
         target = begin_write(self, "ragged", [source], key=validated, metadata=metadata, specs=specs,
                              access_tags=access_tags, on_conflict=on_conflict, resumable=False)

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ...structures import Spec
+from ...transport import ClientError
 from ._readonly import ListView
 from ..metadata_update import apply_update_patch, merge
 
@@ -29,6 +30,7 @@ __all__ = [
     "JSON_PATCH",
     "MERGE_PATCH",
     "PATCH_TYPES",
+    "SpecsRefused",
     "apply_patch",
     "diff",
     "json_value",
@@ -194,16 +196,30 @@ def apply_patch(document: Any, patch: Any, content_type: str) -> Any:
     raise ValueError(f"content_type must be one of {PATCH_TYPES}, not {content_type!r}")
 
 
-def spec_dicts(specs) -> list[dict]:
-    """Specs (names, ``Spec`` objects or dicts) as their wire form, checked."""
+class SpecsRefused(ClientError, ValueError):
+    """Specs the server would refuse (more than 20, a repeated one, a name over 255 characters).
+
+    Found before any request. A ValueError, and a ``ClientError`` with the
+    status the server answers such specs with (422), as the reference client raises.
+    """
+
+    def __init__(self, detail: str, *, url: str = "") -> None:
+        super().__init__(422, detail, url=url)
+
+
+def spec_dicts(specs, *, url: str = "") -> list[dict]:
+    """Specs (names, ``Spec`` objects or dicts) as their wire form, checked (``url``: the node's, for errors)."""
     if isinstance(specs, (str, Spec, dict)):
         raise TypeError("specs is a list of specs (names or Spec objects), not a single one")
-    result = [Spec.coerce(s).to_json() for s in specs]
+    try:
+        result = [Spec.coerce(s).to_json() for s in specs]
+    except ValueError as error:  # a name that is empty or too long
+        raise SpecsRefused(str(error), url=url) from None
     if len(result) > MAX_SPECS:
-        raise ValueError(f"{len(result)} specs given; the server allows at most {MAX_SPECS}")
+        raise SpecsRefused(f"{len(result)} specs given; the server allows at most {MAX_SPECS}", url=url)
     names = [(s["name"], s["version"]) for s in result]
     if len(set(names)) != len(names):
-        raise ValueError(f"specs must be unique, got {[s['name'] for s in result]}")
+        raise SpecsRefused(f"specs must be unique, got {[s['name'] for s in result]}", url=url)
     return result
 
 

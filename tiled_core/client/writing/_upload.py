@@ -44,15 +44,22 @@ def _regular(chunks: tuple[tuple[int, ...], ...]) -> bool:
     return all(len(set(c[:-1])) <= 1 and (len(c) < 2 or c[-1] <= c[0]) for c in chunks)
 
 
-def _dask_chunks(array) -> tuple[tuple[int, ...], ...]:
+def _dask_chunks(array, limit: int = UPLOAD_CHUNK_BYTES) -> tuple[tuple[int, ...], ...]:
     """Regular chunks for a dask array (zarr needs them), none above the upload limit."""
     chunks = array.chunks
     if not _regular(chunks):
         chunks = tuple(tuple(_even(len_, c[0])) for len_, c in zip(array.shape, chunks))
     block = math.prod(c[0] if c else 0 for c in chunks) * array.dtype.itemsize
-    if block > UPLOAD_CHUNK_BYTES:  # one block must fit comfortably in memory and in one request
-        chunks = regular_chunks(array.shape, array.dtype.itemsize)
+    if block > limit:  # one block must fit comfortably in memory and in one request
+        chunks = regular_chunks(array.shape, array.dtype.itemsize, limit)
     return chunks
+
+
+def upload_limit(value) -> int:
+    """A container's ``_SUGGESTED_MAX_UPLOAD_SIZE``, checked: a positive number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        raise ValueError(f"_SUGGESTED_MAX_UPLOAD_SIZE must be a positive number of bytes, not {value!r}")
+    return int(value)
 
 
 def _even(length: int, size: int):
@@ -68,16 +75,19 @@ def refuse_masked(array) -> None:
                         "array of its own if it matters)")
 
 
-def array_data_source(array, *, dims=None):
-    """Normalise ``array`` and describe it as a writable data source (zarr needs regular chunks)."""
+def array_data_source(array, *, dims=None, limit: int = UPLOAD_CHUNK_BYTES):
+    """Normalise ``array`` and describe it as a writable data source (zarr needs regular chunks).
+
+    ``limit``: the largest chunk, in bytes (each chunk is uploaded by one request).
+    """
     refuse_masked(array)
     if is_dask(array):
-        chunks = _dask_chunks(array)
+        chunks = _dask_chunks(array, limit)
         if chunks != array.chunks:
             array = array.rechunk(chunks)
     else:
         array = np.asarray(array)
-        chunks = regular_chunks(array.shape, array.dtype.itemsize)
+        chunks = regular_chunks(array.shape, array.dtype.itemsize, limit)
     if array.dtype.kind == "O":
         raise TypeError("object arrays cannot be written to Tiled; convert to a numeric or string dtype")
     problem = _unstorable(array.dtype)
@@ -127,8 +137,11 @@ def _unstorable(dtype: np.dtype, *, in_struct: bool = False) -> str | None:
     return None
 
 
-def plan_array_write(array, source: dict) -> tuple[dict, bool]:
-    """``(data source to create the node with, whether it needs the incomplete mark)``."""
+def plan_array_write(array, source: dict, limit: int = UPLOAD_CHUNK_BYTES) -> tuple[dict, bool]:
+    """``(data source to create the node with, whether it needs the incomplete mark)``.
+
+    Data over ``limit`` bytes is never sent in one request.
+    """
     structure = source["structure"]
     shape, chunks = structure["shape"], structure["chunks"]
     nbytes = math.prod(shape) * array.dtype.itemsize
@@ -139,7 +152,8 @@ def plan_array_write(array, source: dict) -> tuple[dict, bool]:
     exact = all(len(set(c)) == 1 for c in chunks)
     # A numpy array of one block (<= UPLOAD_CHUNK_BYTES) is sent from its own memory, so it can
     # go in one request at any such size; a dask array must be computed whole for that.
-    one_request = nbytes <= SINGLE_UPLOAD_BYTES or (not is_dask(array) and all(len(c) == 1 for c in chunks))
+    one_request = nbytes <= limit and (
+        nbytes <= SINGLE_UPLOAD_BYTES or (not is_dask(array) and all(len(c) == 1 for c in chunks)))
     if shape and exact and one_request:
         reserved = copy.deepcopy(source)
         reserved["structure"]["shape"] = [0, *shape[1:]]
