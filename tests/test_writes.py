@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tracemalloc
 import uuid
-import warnings
 
 import dask.array as da
 import numpy as np

@@ -7,13 +7,12 @@ import itertools
 import math
 import operator
 import warnings
-from typing import Any
 
 import numpy as np
 
 from ..codecs.array import OCTET_STREAM, byte_view, expected_shape_param
 from ..structures import ArrayStructure
-from .reading._array_io import (MAX_PART_BYTES, block_slices, patch_full, plan_parts, put_block, read_block_into,
+from .reading._array_io import (MAX_PART_BYTES, patch_full, plan_parts, put_block, read_block_into,
                                 read_selection_into)
 from .reading._slicing import block_selection, normalize, split_newaxis
 from .base import BaseClient

@@ -25,28 +25,9 @@ class Spec:
     name: str
     version: str | None = None
 
-    def __eq__(self, other) -> bool:
-        # Also equal to another library's Spec of the same name and version (tiled's own, say),
-        # so `Spec("composite") in node.specs` holds whichever Spec class a script imported.
-        if isinstance(other, Spec) or (hasattr(other, "name") and hasattr(other, "version")
-                                       and type(other).__name__ == "Spec"):
-            return (self.name, self.version) == (other.name, other.version)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.version))
-
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
             raise ValueError(f"spec name must be a non-empty string of at most 255 characters, not {self.name!r}")
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Spec) or (hasattr(other, "name") and hasattr(other, "version")):
-            return (self.name, self.version) == (other.name, other.version)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.version))
 
     @classmethod
     def coerce(cls, value: "Spec | str | dict") -> "Spec":
