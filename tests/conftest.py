@@ -11,6 +11,8 @@ import pytest
 
 from tiled_core.server import ConfiguredTiledServer, LocalTiledServer
 
+from _session import MAIN_API_KEY
+
 #: Token lifetimes of the password-protected server: short, so refresh is exercised.
 ACCESS_TOKEN_SECONDS = 3
 
@@ -26,8 +28,8 @@ _SHARED_SERVERS: list[LocalTiledServer] = []
 
 @pytest.fixture(scope="session")
 def tiled_server():
-    """The main real server: a writable temporary catalog with a random API key."""
-    with LocalTiledServer() as server:
+    """The main real server: a writable temporary catalog with a random, recognisable API key (``MAIN_API_KEY``)."""
+    with LocalTiledServer(api_key=MAIN_API_KEY) as server:
         _SHARED_SERVERS.append(server)
         yield server
 
@@ -37,6 +39,18 @@ def second_server():
     """A second, independent server (copy tests); started only when asked for."""
     with LocalTiledServer() as server:
         _SHARED_SERVERS.append(server)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def killable_server(tmp_path_factory):
+    """A server the tests kill, crash and restart (the fault, restart and copy tests of a worker share it).
+
+    Its directory survives restarts. A test or module that uses it calls
+    ``running(killable_server)`` first (an earlier one may have left it down)
+    and works under keys of its own: other modules' nodes are there too.
+    """
+    with LocalTiledServer(tmp_path_factory.mktemp("killable")) as server:
         yield server
 
 
