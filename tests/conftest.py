@@ -49,8 +49,9 @@ def killable_server(tmp_path_factory):
     Its directory survives restarts. A test or module that uses it calls
     ``running(killable_server)`` first (an earlier one may have left it down)
     and works under keys of its own: other modules' nodes are there too.
+    It is public (``--public``: anyone may read, only the key holder write).
     """
-    with LocalTiledServer(tmp_path_factory.mktemp("killable")) as server:
+    with LocalTiledServer(tmp_path_factory.mktemp("killable"), public=True) as server:
         yield server
 
 
