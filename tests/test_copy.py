@@ -308,24 +308,24 @@ def test_external_data_is_registered_or_copied(tiled_server, ref_root, source, d
 
 # -- memory ---------------------------------------------------------------------------------
 def test_peak_memory_of_a_large_copy_stays_bounded(root, second_server):
-    """256 MiB in 64 blocks of 4 MiB: the copy holds a few blocks at a time, never the array."""
+    """64 MiB in 16 blocks of 4 MiB with 8 MiB in flight: the copy holds a few blocks at a time, never the array."""
     import dask.array as da
 
     parent = root.create_container(f"mem-{uuid.uuid4().hex[:8]}")
-    pattern = da.arange(4096 * 8192, dtype="f8", chunks=512 * 8192).reshape(4096, 8192).rechunk((512, 1024))
+    pattern = da.arange(2048 * 4096, dtype="f8", chunks=256 * 4096).reshape(2048, 4096).rechunk((512, 1024))
     parent.write_array(pattern, key="big")
     dest = from_uri(second_server.uri, api_key=second_server.api_key)
     try:
         target = dest.create_container(f"mem-{uuid.uuid4().hex[:8]}")
         tracemalloc.start()
         try:
-            summary = copy(parent, target, progress=False)
+            summary = copy(parent, target, progress=False, max_memory=8 * MiB)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert summary.bytes == 256 * MiB
-        assert peak < 96 * MiB, f"peak {peak / MiB:.0f} MiB"
-        block = target["big"].read_block((7, 7))
-        np.testing.assert_array_equal(block, np.arange(4096 * 8192, dtype="f8").reshape(4096, 8192)[3584:, 7168:])
+        assert summary.bytes == 64 * MiB
+        assert peak < 24 * MiB, f"peak {peak / MiB:.0f} MiB"
+        block = target["big"].read_block((3, 3))
+        np.testing.assert_array_equal(block, np.arange(2048 * 4096, dtype="f8").reshape(2048, 4096)[1536:, 3072:])
     finally:
         dest.context.close()
