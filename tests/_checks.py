@@ -1,4 +1,4 @@
-"""Small assertions shared by the test modules."""
+"""Small assertions and helpers shared by the test modules."""
 
 from __future__ import annotations
 
@@ -11,3 +11,10 @@ def sends_no_request(client):
     before = client.context.session.request_count
     yield
     assert client.context.session.request_count == before, "a request was sent"
+
+
+def running(server):
+    """``server`` (a LocalTiledServer), started again if an earlier test left it down."""
+    if not server.is_running():
+        server.restart()
+    return server

@@ -11,6 +11,8 @@ import pytest
 
 from tiled_core.server import ConfiguredTiledServer, LocalTiledServer
 
+from _session import MAIN_API_KEY
+
 #: Token lifetimes of the password-protected server: short, so refresh is exercised.
 ACCESS_TOKEN_SECONDS = 3
 
@@ -26,8 +28,8 @@ _SHARED_SERVERS: list[LocalTiledServer] = []
 
 @pytest.fixture(scope="session")
 def tiled_server():
-    """The main real server: a writable temporary catalog with a random API key."""
-    with LocalTiledServer() as server:
+    """The main real server: a writable temporary catalog with a random, recognisable API key (``MAIN_API_KEY``)."""
+    with LocalTiledServer(api_key=MAIN_API_KEY) as server:
         _SHARED_SERVERS.append(server)
         yield server
 
@@ -37,6 +39,19 @@ def second_server():
     """A second, independent server (copy tests); started only when asked for."""
     with LocalTiledServer() as server:
         _SHARED_SERVERS.append(server)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def killable_server(tmp_path_factory):
+    """A server the tests kill, crash and restart (the fault, restart and copy tests of a worker share it).
+
+    Its directory survives restarts. A test or module that uses it calls
+    ``running(killable_server)`` first (an earlier one may have left it down)
+    and works under keys of its own: other modules' nodes are there too.
+    It is public (``--public``: anyone may read, only the key holder write).
+    """
+    with LocalTiledServer(tmp_path_factory.mktemp("killable"), public=True) as server:
         yield server
 
 
@@ -85,16 +100,77 @@ def prefect_harness():
 #: Modules that must run in one worker process because they share a costly session fixture.
 _SHARED_WORKER = {"tests/test_prefect_tiled.py": "prefect", "tests/test_secrets.py": "prefect"}
 
+#: Session fixtures that cost seconds of CPU each time a worker starts one (a tiled server, a cluster):
+#: the scheduler keeps the modules that use one on as few workers as it can.
+_COSTLY_FIXTURES = ("second_server", "small_limit_server", "auth_server", "killable_server", "dask_client")
+
+#: Rough seconds of the long scopes (from ``--durations``): they go first, so no long one is left for the
+#: end while the other worker idles. Other scopes count a third of a second per test; only the order matters.
+_LONG_SCOPES = {
+    "prefect": 200, "tests/test_dagster_tiled.py": 140, "tests/test_copy.py": 60, "tests/test_faults_copy.py": 60,
+    "tests/test_example_flows.py": 60, "tests/test_restart.py": 40, "tests/test_server.py": 30,
+    "tests/test_auth.py": 30, "tests/test_dagster_ui.py": 18, "tests/test_soak.py": 15,
+}
+
+
+def _scope_of(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return _SHARED_WORKER.get(module, module)
+
+
+def _costly_fixtures(scope: str, rootdir) -> frozenset[str]:
+    """The costly session fixtures a scope's modules name (read from their source: a guess, never a rule)."""
+    modules = [m for m, s in _SHARED_WORKER.items() if s == scope] or [scope]
+    text = ""
+    for module in modules:
+        try:
+            text += (rootdir / module).read_text()
+        except OSError:
+            pass
+    return frozenset(name for name in _COSTLY_FIXTURES if name in text)
+
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Send whole modules to a worker (module-scoped servers start once), the Prefect ones to the same worker."""
+    """Send whole modules to a worker (module-scoped servers start once), the Prefect ones to the same worker.
+
+    Long scopes go first. A worker is given the longest scope that needs none of the costly session
+    fixtures another worker has already started and it has not (a tiled server costs seconds of CPU),
+    unless that would pass over one more than twice as long: so each is started by as few workers as
+    the balance allows.
+    """
+    from pathlib import Path
+
     from xdist.scheduler import LoadScopeScheduling
 
+    rootdir = Path(str(config.rootpath))
+
     class ByModule(LoadScopeScheduling):
+        def __init__(self, config, log=None) -> None:
+            super().__init__(config, log)
+            self._started: dict = {}  # node -> the costly fixtures its scopes use
+            self._costly: dict[str, frozenset[str]] = {}
+
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return _SHARED_WORKER.get(module, module)
+            return _scope_of(nodeid)
+
+        def _weight(self, scope: str) -> float:
+            return _LONG_SCOPES.get(scope, len(self.workqueue[scope]) / 3)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self._costly:  # the first assignment: the queue is complete; longest first
+                for scope in sorted(self.workqueue, key=self._weight, reverse=True):
+                    self.workqueue.move_to_end(scope)
+                    self._costly[scope] = _costly_fixtures(scope, rootdir)
+            mine = self._started.setdefault(node, set())
+            elsewhere = set().union(*(s for n, s in self._started.items() if n is not node))
+            scopes = list(self.workqueue)
+            floor = self._weight(scopes[0]) / 2  # never pass over a scope more than twice as long
+            chosen = next((scope for scope in scopes if self._weight(scope) >= floor
+                           and not (self._costly.get(scope, frozenset()) - mine) & elsewhere), scopes[0])
+            mine.update(self._costly.get(chosen, ()))
+            self.workqueue.move_to_end(chosen, last=False)
+            super()._assign_work_unit(node)
 
     return ByModule(config, log)
 

@@ -52,7 +52,6 @@ from tiled_core.client.cache import Cache
 from tiled_core.client.context import Context
 from tiled_core.profiles import ProfileError
 from tiled_core.queries._base import query_dataclass
-from tiled_core.server import LocalTiledServer
 from tiled_core.transport import (
     AuthenticationError,
     CacheWarning,
@@ -60,6 +59,8 @@ from tiled_core.transport import (
     MalformedResponse,
     NotFound,
 )
+
+from _checks import running
 
 # ================================================================ fixtures
 
@@ -386,10 +387,9 @@ def test_writing_into_an_array_node(arr, box, tiled_server):
 
 
 @pytest.fixture(scope="module")
-def public_server():
-    """A server that lets anyone read (``--public``) but only the key holder write."""
-    with LocalTiledServer(public=True) as server:
-        yield server
+def public_server(killable_server):
+    """A server that lets anyone read (``--public``) but only the key holder write: the session's killable one."""
+    return running(killable_server)
 
 
 def test_anonymous_writes_to_a_public_server(public_server, monkeypatch):
@@ -397,8 +397,9 @@ def test_anonymous_writes_to_a_public_server(public_server, monkeypatch):
     owner = from_uri(public_server.uri, api_key=public_server.api_key)
     anonymous = from_uri(public_server.uri)
     try:
-        owner.create_container("shared", metadata={"v": 1}).write_array(np.arange(3), key="a")
-        node = anonymous["shared"]
+        key = f"shared-{uuid.uuid4().hex[:8]}"
+        owner.create_container(key, metadata={"v": 1}).write_array(np.arange(3), key="a")
+        node = anonymous[key]
         np.testing.assert_array_equal(node["a"].read(), np.arange(3))  # reading is allowed
         attempts = {
             "write_array": lambda: node.write_array(np.arange(3), key="b"),
@@ -411,7 +412,7 @@ def test_anonymous_writes_to_a_public_server(public_server, monkeypatch):
             with pytest.raises(AuthenticationError, match="Requires scopes") as info:
                 attempt()
             assert info.value.status == 401, what
-        shared = owner["shared"]
+        shared = owner[key]
         assert list(shared.keys()) == ["a"] and dict(shared.metadata) == {"v": 1}
         np.testing.assert_array_equal(shared["a"].read(), np.arange(3))
     finally:

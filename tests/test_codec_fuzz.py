@@ -40,10 +40,10 @@ from tiled_core.transport import MalformedResponse
 from tiled_core.transport._decode import decode_document
 
 FUZZ = settings(
-    max_examples=100, deadline=None, derandomize=True, database=None,
+    max_examples=50, deadline=None, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-HOSTILE = settings(FUZZ, max_examples=150)
+HOSTILE = settings(FUZZ, max_examples=80)
 
 pytestmark = pytest.mark.timeout(180)  # a hanging decoder fails instead of stalling CI
 

@@ -13,9 +13,9 @@ import pytest
 from tiled_core.client import from_uri
 from tiled_core.client.conflict import INCOMPLETE_SPEC
 from tiled_core.client.sync import CopyError, CopyProgress, copy
-from tiled_core.server import LocalTiledServer
 from tiled_core.transport import Conflict, TransportError
 
+from _checks import running
 from _copy_helpers import assert_same_tree, count_nodes, read_table, write_tree
 
 MiB = 1 << 20
@@ -229,55 +229,61 @@ def test_checkpoints_are_recorded_and_cleared(source, dest, monkeypatch):
     assert [s.name for s in dest["arr"].specs] == ["alpha"] and summary.nodes == 1
 
 
-def test_interrupted_copy_fails_clearly_and_rerun_completes(tmp_path, second_server, ref_dest_root, monkeypatch):
+def test_interrupted_copy_fails_clearly_and_rerun_completes(killable_server, second_server, ref_dest_root,
+                                                             monkeypatch):
     """The source server dies mid-copy: a clear error; after it is back, a rerun completes the copy."""
     from tiled_core.copy import _engine as _copy_engine
 
-    monkeypatch.setenv("TILED_RETRY_ATTEMPTS", "2")  # fail fast once the server is gone
+    # Fail fast once the server is gone: a server that answered before and now refuses connections
+    # is waited for (it may be restarting) until the retry deadline, so the deadline is short here.
+    monkeypatch.setenv("TILED_RETRY_ATTEMPTS", "2")
+    monkeypatch.setenv("TILED_RETRY_TIMEOUT", "2")
     monkeypatch.setattr(_copy_engine, "CHECKPOINT_SECONDS", 0.0)  # and resume from checkpoints
     from tiled.client import from_uri as ref_from_uri
 
-    with LocalTiledServer(tmp_path / "source") as server:
-        writer = from_uri(server.uri, api_key=server.api_key)
-        runs = writer.create_container("runs", metadata={"facility": "x"})
-        rng = np.random.default_rng(2)
-        for i in range(8):
-            runs.write_array(rng.random(64), key=f"small{i}", metadata={"i": i})
-        import dask.array as da
+    server = running(killable_server)
+    # The source: the session's killable server, under a container of this test's own.
+    writer = from_uri(server.uri, api_key=server.api_key)
+    top = writer.create_container(f"kill-src-{uuid.uuid4().hex[:8]}")
+    runs = top.create_container("runs", metadata={"facility": "x"})
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        runs.write_array(rng.random(64), key=f"small{i}", metadata={"i": i})
+    import dask.array as da
 
-        runs.write_array(da.from_array(rng.random((256, 512)), chunks=(32, 512)), key="big")  # 8 blocks of 128 KiB
-        inner = runs.create_container("inner")
-        inner.write_array(da.from_array(rng.random((128, 512)), chunks=(16, 512)), key="big2")
-        writer.context.close()
+    runs.write_array(da.from_array(rng.random((64, 512)), chunks=(8, 512)), key="big")  # 8 blocks of 32 KiB
+    inner = runs.create_container("inner")
+    inner.write_array(da.from_array(rng.random((32, 512)), chunks=(4, 512)), key="big2")
+    writer.context.close()
 
-        source = from_uri(server.uri, api_key=server.api_key)
-        dest = from_uri(second_server.uri, api_key=second_server.api_key).create_container(f"kill-{uuid.uuid4().hex[:8]}")
-        killed = threading.Event()
+    source = from_uri(server.uri, api_key=server.api_key)[top.path]
+    dest = from_uri(second_server.uri, api_key=second_server.api_key).create_container(f"kill-{uuid.uuid4().hex[:8]}")
+    killed = threading.Event()
 
-        def kill_midway(progress: CopyProgress) -> None:
-            if progress.bytes_done >= 512 * 1024 and not killed.is_set():
-                killed.set()
-                server.kill()
+    def kill_midway(progress: CopyProgress) -> None:
+        if progress.bytes_done >= 128 * 1024 and not killed.is_set():
+            killed.set()
+            server.kill()
 
-        with pytest.raises(CopyError, match="Rerun with on_conflict='skip'") as caught:
-            copy(source, dest, concurrency=2, progress=kill_midway)
-        assert killed.is_set()
-        assert isinstance(caught.value.__cause__, TransportError)
-        assert caught.value.summary.failed >= 1
-        ref_dest = ref_dest_root[dest.path]
-        marked = [k for k, v in ref_dest["runs"].items() if INCOMPLETE_SPEC in [s.name for s in v.specs]]
-        assert INCOMPLETE_SPEC in [s.name for s in ref_dest["runs"].specs] or marked
+    with pytest.raises(CopyError, match="Rerun with on_conflict='skip'") as caught:
+        copy(source, dest, concurrency=2, progress=kill_midway)
+    assert killed.is_set()
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert caught.value.summary.failed >= 1
+    ref_dest = ref_dest_root[dest.path]
+    marked = [k for k, v in ref_dest["runs"].items() if INCOMPLETE_SPEC in [s.name for s in v.specs]]
+    assert INCOMPLETE_SPEC in [s.name for s in ref_dest["runs"].specs] or marked
 
-        server.restart()
-        summary = copy(source, dest, on_conflict="skip", progress=False)
-        assert summary.failed == 0 and summary.nodes >= 1
-        ref_source = ref_from_uri(server.uri, api_key=server.api_key)
-        try:
-            assert_same_tree(ref_source, ref_dest)
-            assert list(ref_dest["runs"]) == list(ref_source["runs"])  # nothing missing, nothing twice
-        finally:
-            ref_source.context.close()
-        source.context.close()
+    server.restart()
+    summary = copy(source, dest, on_conflict="skip", progress=False)
+    assert summary.failed == 0 and summary.nodes >= 1
+    ref_source = ref_from_uri(server.uri, api_key=server.api_key)
+    try:
+        assert_same_tree(ref_source[top.path], ref_dest)
+        assert list(ref_dest["runs"]) == list(ref_source[top.path]["runs"])  # nothing missing, nothing twice
+    finally:
+        ref_source.context.close()
+    source.context.close()
 
 
 # -- external data ------------------------------------------------------------------------
@@ -302,24 +308,24 @@ def test_external_data_is_registered_or_copied(tiled_server, ref_root, source, d
 
 # -- memory ---------------------------------------------------------------------------------
 def test_peak_memory_of_a_large_copy_stays_bounded(root, second_server):
-    """256 MiB in 64 blocks of 4 MiB: the copy holds a few blocks at a time, never the array."""
+    """64 MiB in 16 blocks of 4 MiB with 8 MiB in flight: the copy holds a few blocks at a time, never the array."""
     import dask.array as da
 
     parent = root.create_container(f"mem-{uuid.uuid4().hex[:8]}")
-    pattern = da.arange(4096 * 8192, dtype="f8", chunks=512 * 8192).reshape(4096, 8192).rechunk((512, 1024))
+    pattern = da.arange(2048 * 4096, dtype="f8", chunks=256 * 4096).reshape(2048, 4096).rechunk((512, 1024))
     parent.write_array(pattern, key="big")
     dest = from_uri(second_server.uri, api_key=second_server.api_key)
     try:
         target = dest.create_container(f"mem-{uuid.uuid4().hex[:8]}")
         tracemalloc.start()
         try:
-            summary = copy(parent, target, progress=False)
+            summary = copy(parent, target, progress=False, max_memory=8 * MiB)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert summary.bytes == 256 * MiB
-        assert peak < 96 * MiB, f"peak {peak / MiB:.0f} MiB"
-        block = target["big"].read_block((7, 7))
-        np.testing.assert_array_equal(block, np.arange(4096 * 8192, dtype="f8").reshape(4096, 8192)[3584:, 7168:])
+        assert summary.bytes == 64 * MiB
+        assert peak < 24 * MiB, f"peak {peak / MiB:.0f} MiB"
+        block = target["big"].read_block((3, 3))
+        np.testing.assert_array_equal(block, np.arange(2048 * 4096, dtype="f8").reshape(2048, 4096)[1536:, 3072:])
     finally:
         dest.context.close()

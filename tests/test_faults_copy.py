@@ -32,6 +32,7 @@ from tiled_core.client.conflict import INCOMPLETE_SPEC
 from tiled_core.client.sync import CopyError, copy
 from tiled_core.server import LocalTiledServer
 
+from _checks import running
 from _copy_helpers import assert_same_tree, count_nodes, node_entry, read_table, snapshot, write_tree
 from _proxy import FaultProxy
 
@@ -176,18 +177,15 @@ def proxies(proxy, dest_proxy):
 
 
 @pytest.fixture(scope="module")
-def spare(tmp_path_factory):
-    """A server of this module's own, on a kept directory: the tests kill and restart it."""
-    with LocalTiledServer(tmp_path_factory.mktemp("spare")) as server:
-        yield server
+def spare(killable_server):
+    """The session's killable server (its directory survives restarts): the tests kill and restart it."""
+    return running(killable_server)
 
 
 @pytest.fixture
 def live_spare(spare):
     """The spare server, started again if an earlier test left it down."""
-    if not spare.is_running():
-        spare.restart()
-    return spare
+    return running(spare)
 
 
 @pytest.fixture(scope="module")

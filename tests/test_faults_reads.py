@@ -21,8 +21,8 @@ from tiled.client import from_uri as ref_from_uri
 
 from _faults import FAULTS, PERSISTENT, Crash, arm, check_status, expected_error, fast_client, gave_up_after, timeout_for
 from _faults import clients  # noqa: F401  (a fixture)
+from _checks import running
 from _proxy import FaultProxy
-from tiled_core.server import LocalTiledServer
 from tiled_core.transport import ConnectionFailed, RetryPolicy
 
 ARRAY = np.arange(4000, dtype="float64").reshape(40, 100)
@@ -126,9 +126,10 @@ def test_chaos_reads_stay_exact(top, proxy):
 
 
 @pytest.fixture(scope="module")
-def crashing():
-    """A server of this module's own (it gets killed), its proxy, and the seeded key."""
-    with LocalTiledServer() as server, FaultProxy("127.0.0.1", server.port) as proxy:
+def crashing(killable_server):
+    """The session's killable server (it gets killed here), its proxy, and the seeded key."""
+    server = running(killable_server)
+    with FaultProxy("127.0.0.1", server.port) as proxy:
         ref = ref_from_uri(server.uri, api_key=server.api_key)
         key = seed(ref)
         ref.context.close()

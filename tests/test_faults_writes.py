@@ -41,10 +41,10 @@ from tiled.client import from_uri as ref_from_uri
 
 from _faults import FAULTS, FORWARDED, PERSISTENT, STALL, Crash, arm, expected_error, fast_client, timeout_for
 from _faults import clients  # noqa: F401  (a fixture)
+from _checks import running
 from _proxy import FaultProxy
 from tiled_core.client import from_uri
 from tiled_core.client.conflict import INCOMPLETE_SPEC
-from tiled_core.server import LocalTiledServer
 from tiled_core.transport import ConnectionFailed, RetryPolicy, TiledError
 
 ARRAY = np.arange(4000, dtype="float64").reshape(40, 100)
@@ -242,11 +242,12 @@ def test_persistent_fault_on_retried_request(op_name, step, fault, top, rerun_to
 
 
 @pytest.fixture(scope="module")
-def crashing():
-    """A server of this module's own (it gets killed), its proxy, a container and a reference client."""
-    with LocalTiledServer() as server, FaultProxy("127.0.0.1", server.port) as proxy:
+def crashing(killable_server):
+    """The session's killable server (it gets killed here), its proxy, a container and a reference client."""
+    server = running(killable_server)
+    with FaultProxy("127.0.0.1", server.port) as proxy:
         ref = ref_from_uri(server.uri, api_key=server.api_key)
-        key = ref.create_container("top").item["id"]
+        key = ref.create_container(f"crash-top-{uuid.uuid4().hex[:8]}").item["id"]
         yield server, proxy, key, ref
         ref.context.close()
 

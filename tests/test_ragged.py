@@ -292,7 +292,7 @@ def test_scalars_and_sliced_bodies_decode():
             decode_ragged_json(bad, "int8" if bad == b"300" else "float64" if bad != b"1e400" else "int64")
 
 
-HOSTILE = settings(max_examples=120, deadline=None, derandomize=True, database=None,
+HOSTILE = settings(max_examples=80, deadline=None, derandomize=True, database=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 BODIES = {name: encode_ragged_zip(pack_ragged(array)) for name, array in ARRAYS.items()}
 

@@ -21,20 +21,20 @@ import dask.array
 import numpy as np
 import pytest
 
+from _checks import running
 from _proxy import FaultProxy
 from tiled_core.client import from_uri
 from tiled_core.client.conflict import is_incomplete
-from tiled_core.server import LocalTiledServer
 from tiled_core.transport import RetryPolicy, ServerError
 
 ROWS, COLUMNS = 96, 131072  # float64: 96 MiB
 DOWN_SECONDS = 3.0
 
 
-@pytest.fixture(scope="module")
-def persistent(tmp_path_factory):
-    with LocalTiledServer(tmp_path_factory.mktemp("persistent")) as server:
-        yield server
+@pytest.fixture
+def persistent(killable_server):
+    """The session's killable server: its directory survives the kills and restarts here."""
+    return running(killable_server)
 
 
 @pytest.fixture
@@ -91,6 +91,7 @@ def test_read_and_write_in_flight_survive_a_restart(persistent, default_retries)
     # In flight: the read's parts are asked for; the write's node is created and blocks are going.
     _wait_for(lambda: read_session.request_count > read_start and write_session.request_count >= write_start + 4)
     persistent.kill()
+    assert not persistent.has_crashed()  # killed on purpose: not a crash
     assert not results, "a call finished before the server was killed: nothing was in flight"
     killed = time.monotonic()
     restarter = _restart_later(persistent, DOWN_SECONDS)

@@ -1,6 +1,6 @@
 """Secret hygiene: a recognisable API key and password, hunted on every surface (issue 9, part 5).
 
-A server started with the key ``SECRETKEY<hex>`` and the password-protected
+The session's main server, started with the key ``SECRETKEY<hex>``, and the password-protected
 ``auth_server`` (whose password, login tokens and API keys join the hunt as
 they appear) are exercised through every surface a secret could leak to:
 reprs and ``str`` of every object reachable from the public API, log output at
@@ -46,10 +46,11 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from dagster_tiled import DaskResource, TiledIOManager, TiledResource
 from prefect_tiled import TiledCredentials
 from tiled_core.client import from_uri
-from tiled_core.server import LocalTiledServer
+
+from _session import MAIN_API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "SECRETKEY" + secrets.token_hex(16)  # tiled wants alphanumeric keys
+KEY = MAIN_API_KEY  # the main server's: "SECRETKEY<hex>"
 WRONG_KEY = "SECRETKEYWRONG" + secrets.token_hex(16)
 OUR_PACKAGES = ("tiled_core", "prefect_tiled", "dagster_tiled")
 
@@ -162,10 +163,10 @@ def environment(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(environment):
-    """A server whose single-user key is the recognisable KEY."""
-    with LocalTiledServer(api_key=KEY) as server:
-        yield server
+def server(environment, tiled_server):
+    """The session's main server, whose single-user key is the recognisable KEY (other modules' nodes are there too)."""
+    assert tiled_server.api_key == KEY
+    return tiled_server
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 
 from tiled_core.client import from_uri
 from tiled_core.client.conflict import INCOMPLETE_SPEC, is_incomplete
-from tiled_core.server import LocalTiledServer
 from tiled_core.transport import Conflict, TransportError
+
+from _checks import running
 
 MiB = 1 << 20
 RNG = np.random.default_rng(7)
@@ -327,18 +328,16 @@ def test_new_creates_a_node_from_a_data_source(scratch, ref_scratch):
 
 # -- interrupted writes ------------------------------------------------------------
 @pytest.fixture(scope="module")
-def crash_server(tmp_path_factory):
-    """A server of our own to kill mid-upload (its directory survives a restart)."""
-    with LocalTiledServer(tmp_path_factory.mktemp("crash")) as server:
-        yield server
+def crash_server(killable_server):
+    """The session's killable server, to kill mid-upload (its directory survives a restart)."""
+    return killable_server
 
 
 @pytest.fixture
 def crash(crash_server, monkeypatch):
     """A client on the crash server that does not wait out a dead server, and a fresh container."""
     monkeypatch.setenv("TILED_RETRY_ATTEMPTS", "1")
-    if not crash_server.is_running():
-        crash_server.restart()
+    running(crash_server)
     client = from_uri(crash_server.uri, api_key=crash_server.api_key)
     yield client, client.create_container(f"c-{uuid.uuid4().hex[:8]}")
     client.context.close()
