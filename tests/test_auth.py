@@ -288,6 +288,13 @@ def test_refresh_on_401_for_documents_and_bulk_data(login, auth_proxy, auth_serv
         auth_proxy.clear()
         assert client[key].metadata == {}  # the httpx path
         assert _unauthorized(auth_proxy) == 1 and _refreshes(auth_proxy) == 1
+        _pretend_fresh(token_file_for(auth_proxy.uri))
+        client.context.session.auth._tokens = client.context.session.auth.store.load()
+        time.sleep(ACCESS_TOKEN_SECONDS + 0.5)
+        auth_proxy.clear()
+        client[key].write(np.arange(100.0) * 2)  # a streamed body: refused once (401), then sent anew
+        assert _unauthorized(auth_proxy) == 1 and _refreshes(auth_proxy) == 1
+        np.testing.assert_array_equal(client[key].read(), np.arange(100.0) * 2)
     finally:
         client.context.close()
 

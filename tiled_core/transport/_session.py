@@ -424,10 +424,13 @@ class Session:
         body = body_factory(content, headers)
 
         def attempt():
-            response = self._check(
-                self._http.request(method, url, params=params, content=body(), headers=headers, auth=auth),
-                url,
-            )
+            try:
+                sent = self._http.request(method, url, params=params, content=body(), headers=headers, auth=auth)
+            except httpx.StreamConsumed:
+                # The access token expired in flight: the server answered 401 (nothing applied) and the
+                # auth flow refreshed it, but a streamed body cannot be replayed. Send it anew, fresh.
+                sent = self._http.request(method, url, params=params, content=body(), headers=headers, auth=auth)
+            response = self._check(sent, url)
             if not response.content or response.status_code == 204:
                 return None
             return decode_document(response.content, response.headers.get("content-type", ""), url=url)
