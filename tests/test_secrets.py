@@ -378,11 +378,14 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
             keyed[tree].refresh()
             bob.whoami()
         summary = copy(box, keyed.create_container(f"copy-{uuid.uuid4().hex[:6]}"), progress=progress.append)
+        batch = keyed.create_container(f"batch-{uuid.uuid4().hex[:6]}").batch()
+        batch.write_array(np.arange(3), key="written", metadata={"by": "a batch"})
+        batch.wait()
         public_classes, public_values = _public_names()
         roots = [
             *public_values, server, auth_server, keyed, env_lazy, cached, cached[tree], login, login.context,
             from_context(bob), bob, api_key, list(keyed[tree].values()), list(env_lazy[tree].values()),
-            query_objects, searched, box.sort(("unit", -1)), summary, progress, history, Transport(),
+            query_objects, searched, box.sort(("unit", -1)), summary, progress, history, Transport(), batch,
             box.search_deep(queries.Eq("unit", "mm")), box.include_data_sources()["blob"].data_sources(),
             TiledCredentials(uri=server.uri, api_key=KEY), TiledCredentials(uri=server.uri, api_key=KEY).get_client(),
             TiledResource(uri=server.uri, api_key=KEY), TiledResource(uri=server.uri, api_key=EnvVar("TILED_API_KEY")),
