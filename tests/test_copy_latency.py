@@ -33,8 +33,7 @@ def links(tiled_server, second_server):
 
 
 def test_proxy_latency_does_not_serialize_connections(tiled_server):
-    """Each connection waits on its own: 8 requests at once take about one round trip, not 8."""
-    import time
+    """Each connection waits on its own: 8 requests sent at once are all inside the proxy together."""
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
@@ -42,15 +41,12 @@ def test_proxy_latency_does_not_serialize_connections(tiled_server):
     from _proxy import FaultProxy
 
     with FaultProxy("127.0.0.1", tiled_server.port) as proxy:
-        proxy.latency(0.25)
+        proxy.latency(1.0)  # long enough for 8 threads to get their requests in, even on a busy machine
         url = f"http://127.0.0.1:{proxy.port}/healthz"
         with ThreadPoolExecutor(8) as pool:
-            start = time.monotonic()
             statuses = list(pool.map(lambda _: httpx.get(url, timeout=30).status_code, range(8)))
-            elapsed = time.monotonic() - start
         assert statuses == [200] * 8
-        assert proxy.peak_in_flight == 8
-        assert elapsed >= 0.5  # the latency is there (a lower bound only: never an upper one on a shared box)
+        assert proxy.peak_in_flight == 8  # serialized connections would never have more than 1
         assert len(proxy.requests) == 8
 
 
@@ -90,7 +86,6 @@ def test_copy_over_slow_link_identical_in_order_with_requests_overlapping(tiled_
     assert made <= needed, (made, needed, [(m, t.split("?")[0]) for p in links for m, t, _ in p.requests
                                            if not t.startswith(("/api/v1/array/", "/api/v1/metadata/slow-dst"))])
     # Requests overlap: data moves while creates go on, each connection waiting on its own.
-    assert max(source_proxy.peak_in_flight, dest_proxy.peak_in_flight) > 1
     assert dest_proxy.peak_in_flight > 1
 
     ref_src = ref_from_uri(tiled_server.uri, api_key=tiled_server.api_key)
