@@ -21,6 +21,11 @@ substring of the request target), ``method`` (e.g. ``"PUT"``) and ``skip``
 * ``drop()``: close the connection without answering (nothing forwarded).
 * ``hook(fn)``: call ``fn(method, target)`` before forwarding (e.g. kill the
   server mid-operation), then forward as usual.
+* ``latency(seconds)``: not a fault but a slow link: every request waits
+  ``seconds`` before it is forwarded and its answer ``seconds`` before it is
+  sent (a round trip costs ``2 * seconds`` more). Each connection waits on its
+  own, so concurrent connections overlap as on a real link; ``latency(0)``
+  turns it off.
 * ``chaos(seed=, rate=, kinds=)``: a random fault from ``kinds`` on a fraction
   ``rate`` of matching requests, drawn from ``random.Random(seed)`` in arrival
   order (reproducible for sequential clients).
@@ -32,7 +37,9 @@ It also records every request it sees (``requests``: ``(method, target,
 headers)``), the status of every forwarded answer (``responses``: ``(method,
 target, status)``) and every fault applied (``applied``: ``(kind, method,
 target)``), so tests can count round trips, inspect URLs and see
-revalidations (304).
+revalidations (304). ``in_flight`` is how many requests are between
+arrival and the end of their answer now, ``peak_in_flight`` the most at once
+(``clear()`` resets it): whether a client overlaps its requests.
 
 Only what the tests need: keep-alive, Content-Length and chunked request
 bodies; upstream responses are read whole (``http.client`` decodes chunked
@@ -47,6 +54,7 @@ import random
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 __all__ = ["FaultProxy", "CHAOS_KINDS"]
@@ -128,6 +136,9 @@ class FaultProxy:
         self.responses: list[tuple[str, str, int]] = []
         self.applied: list[tuple[str, str, str]] = []
         self.faults_applied = 0
+        self.latency_seconds = 0.0
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._thread = threading.Thread(target=self._accept_loop, name="fault-proxy", daemon=True)
         self._thread.start()
 
@@ -194,6 +205,12 @@ class FaultProxy:
         self._add(_Fault("chaos", times, match, method, skip, rng=random.Random(seed), rate=rate,
                          kinds=tuple(kinds), seconds=stall))
 
+    def latency(self, seconds: float) -> None:
+        """Delay every request ``seconds`` before forwarding it and its answer ``seconds`` before sending it."""
+        if not 0 <= seconds <= 10:
+            raise ValueError(f"latency must be between 0 and 10 seconds, not {seconds!r}")
+        self.latency_seconds = float(seconds)
+
     def clear(self) -> None:
         """Forget pending faults and recorded requests."""
         with self._lock:
@@ -202,6 +219,7 @@ class FaultProxy:
             self.responses.clear()
             self.applied.clear()
             self.faults_applied = 0
+            self.peak_in_flight = self.in_flight
 
     def targets(self) -> list[str]:
         with self._lock:
@@ -265,75 +283,29 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
+        state = {"upstream": http.client.HTTPConnection(*self._upstream, timeout=60), "graceful": True}
         reader = client.makefile("rb")
-        graceful = True  # False after a reset: no FIN
         try:
             while True:
                 request = _read_request(reader)
                 if request is None:
                     return
-                method, target, headers, body = request
+                arrived = time.monotonic()
                 with self._lock:
-                    self.requests.append((method, target, dict(headers)))
-                fault = self._take_fault(method, target)
-                kind = fault.kind if fault is not None else None
-                if kind == "drop":
-                    return
-                if kind == "respond":
-                    extra = {k.lower() for k, _ in fault.headers}
-                    head = [f"HTTP/1.1 {fault.status} {http.client.responses.get(fault.status, 'Error')}"]
-                    head += [f"{k}: {v}" for k, v in fault.headers]
-                    if "content-length" not in extra:
-                        head.append(f"content-length: {len(fault.body)}")
-                    client.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + fault.body)
-                    continue
-                if kind == "hook":
-                    fault.hook(method, target)
-                forward = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
-                kept_alive = upstream.sock is not None
+                    self.in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                 try:
-                    response, payload = _forward(upstream, method, target, forward, body)
-                except (OSError, http.client.HTTPException):
-                    if not kept_alive:
-                        return  # upstream gone (e.g. the server was killed): the client sees the connection close
-                    # The server closes idle keep-alive connections: one fresh connection, as a gateway would.
-                    upstream.close()
-                    upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
-                    try:
-                        response, payload = _forward(upstream, method, target, forward, body)
-                    except (OSError, http.client.HTTPException):
-                        return  # upstream gone (e.g. the server was killed): the client sees the connection close
-                with self._lock:
-                    self.responses.append((method, target, response.status))
-                head = [f"HTTP/1.1 {response.status} {response.reason}"]
-                head += [f"{k}: {v}" for k, v in response.getheaders()
-                         if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
-                head.append(f"content-length: {len(payload)}")  # the full size, even when cutting
-                data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-                if kind == "cut":
-                    client.sendall(data + payload[: fault.offset(len(payload))])
-                    return  # close: the client sees a body shorter than announced
-                if kind == "reset":
-                    if fault.at is not None:
-                        client.sendall(data + payload[: fault.offset(len(payload))])
-                    graceful = False
-                    return
-                if kind == "stall":
-                    sent = 0 if fault.at is None else fault.offset(len(payload))
-                    if fault.at is not None:
-                        client.sendall(data + payload[:sent])
-                    if self._stop.wait(fault.seconds):
+                    if not self._answer(client, state, request, arrived):
                         return
-                    client.sendall((data if fault.at is None else b"") + payload[sent:])
-                    continue
-                client.sendall(data + payload)
+                finally:
+                    with self._lock:
+                        self.in_flight -= 1
         except OSError:
             return
         finally:
-            upstream.close()
+            state["upstream"].close()
             reader.close()
-            if graceful:
+            if state["graceful"]:
                 try:
                     client.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -344,6 +316,78 @@ class FaultProxy:
             client.close()
             with self._lock:
                 self._sockets.discard(client)
+
+    def _delay(self, until: float) -> bool:
+        """Wait (the link's latency) until ``until``; False when the proxy closes meanwhile."""
+        remaining = until - time.monotonic()
+        return remaining <= 0 or not self._stop.wait(remaining)
+
+    def _answer(self, client: socket.socket, state: dict, request, arrived: float) -> bool:
+        """Answer one request; False to close the connection (``state["graceful"]`` False: with a RST)."""
+        method, target, headers, body = request
+        latency = self.latency_seconds
+        with self._lock:
+            self.requests.append((method, target, dict(headers)))
+        if latency and not self._delay(arrived + latency):
+            return False
+        fault = self._take_fault(method, target)
+        kind = fault.kind if fault is not None else None
+        if kind == "drop":
+            return False
+        if kind == "respond":
+            extra = {k.lower() for k, _ in fault.headers}
+            head = [f"HTTP/1.1 {fault.status} {http.client.responses.get(fault.status, 'Error')}"]
+            head += [f"{k}: {v}" for k, v in fault.headers]
+            if "content-length" not in extra:
+                head.append(f"content-length: {len(fault.body)}")
+            if latency and not self._delay(time.monotonic() + latency):
+                return False
+            client.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + fault.body)
+            return True
+        if kind == "hook":
+            fault.hook(method, target)
+        forward = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
+        upstream = state["upstream"]
+        kept_alive = upstream.sock is not None
+        try:
+            response, payload = _forward(upstream, method, target, forward, body)
+        except (OSError, http.client.HTTPException):
+            if not kept_alive:
+                return False  # upstream gone (e.g. the server was killed): the client sees the connection close
+            # The server closes idle keep-alive connections: one fresh connection, as a gateway would.
+            upstream.close()
+            upstream = state["upstream"] = http.client.HTTPConnection(*self._upstream, timeout=60)
+            try:
+                response, payload = _forward(upstream, method, target, forward, body)
+            except (OSError, http.client.HTTPException):
+                return False  # upstream gone (e.g. the server was killed): the client sees the connection close
+        with self._lock:
+            self.responses.append((method, target, response.status))
+        head = [f"HTTP/1.1 {response.status} {response.reason}"]
+        head += [f"{k}: {v}" for k, v in response.getheaders()
+                 if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
+        head.append(f"content-length: {len(payload)}")  # the full size, even when cutting
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if latency and not self._delay(time.monotonic() + latency):
+            return False
+        if kind == "cut":
+            client.sendall(data + payload[: fault.offset(len(payload))])
+            return False  # close: the client sees a body shorter than announced
+        if kind == "reset":
+            if fault.at is not None:
+                client.sendall(data + payload[: fault.offset(len(payload))])
+            state["graceful"] = False
+            return False
+        if kind == "stall":
+            sent = 0 if fault.at is None else fault.offset(len(payload))
+            if fault.at is not None:
+                client.sendall(data + payload[:sent])
+            if self._stop.wait(fault.seconds):
+                return False
+            client.sendall((data if fault.at is None else b"") + payload[sent:])
+            return True
+        client.sendall(data + payload)
+        return True
 
 
 def _forward(upstream: http.client.HTTPConnection, method: str, target: str, headers, body: bytes):
@@ -387,3 +431,43 @@ def _read_request(reader):
     else:
         body = reader.read(int(lowered.get("content-length", "0") or 0))
     return method, target, headers, body
+
+
+def main(argv=None) -> None:
+    """Run one proxy in its own process (benchmarks): ``python tests/_proxy.py UPSTREAM_PORT [--latency S]``.
+
+    Prints its port on the first line of stdout, then answers commands read
+    from stdin, one a line: ``stats`` (a JSON line: requests by method,
+    ``peak_in_flight``), ``clear``, ``latency S``. Ends at end of stdin.
+    """
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("upstream_port", type=int)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added each way")
+    args = parser.parse_args(argv)
+    with FaultProxy("127.0.0.1", args.upstream_port) as proxy:
+        proxy.latency(args.latency)
+        print(proxy.port, flush=True)
+        for line in sys.stdin:
+            command, *rest = line.split()
+            if command == "stats":
+                with proxy._lock:
+                    methods: dict[str, int] = {}
+                    for method, _, _ in proxy.requests:
+                        methods[method] = methods.get(method, 0) + 1
+                    stats = {"requests": len(proxy.requests), "methods": methods,
+                             "peak_in_flight": proxy.peak_in_flight}
+                print(json.dumps(stats), flush=True)
+            elif command == "clear":
+                proxy.clear()
+                print("{}", flush=True)
+            elif command == "latency":
+                proxy.latency(float(rest[0]))
+                print("{}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

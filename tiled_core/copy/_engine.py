@@ -42,6 +42,7 @@ from ..transport import Conflict, NotFound
 from ..client.writing._conflict import INCOMPLETE_SPEC, clear_mark
 from ._plan import (
     CHECKPOINT_PREFIX,
+    FIRST_PAGE,
     CopyNode,
     classify,
     create_body,
@@ -198,6 +199,8 @@ class CopyEngine:
                 self._submit_meta(self._op_create, node, self._on_created)
             elif self._listings and self._queued_creates < PAGE:
                 node, side = self._listings.popleft()
+                if node.dropped or node.failed:
+                    continue
                 if side == "dest":
                     self._submit_meta(self._op_list_dest, node, self._on_dest_listed)
                 else:
@@ -223,7 +226,9 @@ class CopyEngine:
 
     def _wake(self, parent: CopyNode) -> None:
         # With preserve_order, a parent has one create in flight at a time: children keep the source's order.
-        if parent.to_create and not parent.waiting and not (self._options.preserve_order and parent.creating):
+        # Children of a container whose own create is in flight wait for it (they are listed meanwhile).
+        if (parent.to_create and parent.present and not parent.waiting
+                and not (self._options.preserve_order and parent.creating)):
             parent.waiting = True
             self._creators.append(parent)
 
@@ -279,10 +284,12 @@ class CopyEngine:
         return dict(container._iterate(0, None, 1, None))
 
     def _op_list_source(self, node: CopyNode) -> tuple[list[tuple[str, dict]], bool]:
+        # The first job takes the listing's small first page (see FIRST_PAGE), later ones a full page.
+        limit = PAGE if node.listed else FIRST_PAGE
         page = []
         for entry in node.listing:
             page.append(entry)
-            if len(page) >= PAGE:
+            if len(page) >= limit:
                 return page, False
         return page, True
 
@@ -320,7 +327,10 @@ class CopyEngine:
         self._listings.append((node, "source"))
 
     def _on_source_listed(self, node: CopyNode, result) -> None:
+        if node.dropped:
+            return  # made by someone else meanwhile: left alone
         page, exhausted = result
+        node.listed += len(page)
         for key, item in page:
             self._admit(node, key, item)
         if exhausted:
@@ -334,13 +344,17 @@ class CopyEngine:
         node.parent.creating -= 1
         self._wake(node.parent)
         if reply is _EXISTS:
+            if node.family == "container":
+                node.dropped = True  # its children, listed meanwhile, are not created
+                self._queued_creates -= len(node.to_create)
+                node.to_create.clear()
             self._skip(node)
             return
         node.counted = True
         if node.family == "container":
-            node.existing = {}
-            node.listing = source_listing(self._source_context, node.item)
-            self._listings.append((node, "source"))
+            node.present = True  # its children (listed while it was created) may now be created
+            self._wake(node)
+            self._check_container_done(node)
         elif node.register:
             self._complete(node)
         else:
@@ -418,6 +432,13 @@ class CopyEngine:
 
     def _plan_create(self, node: CopyNode) -> None:
         node.marked = needs_own_mark(node)
+        if node.family == "container":
+            # A new container has no children at the destination; its source children are listed
+            # while it is created (one round trip less per level of the tree).
+            node.present = False
+            node.existing = {}
+            node.listing = source_listing(self._source_context, node.item)
+            self._listings.append((node, "source"))
         self._queue_create(node)
 
     # -- completion ----------------------------------------------------------------------
@@ -437,7 +458,7 @@ class CopyEngine:
             self._finish_or_complete(node)
 
     def _check_container_done(self, node: CopyNode) -> None:
-        if node.issued and node.pending == 0 and not node.failed:
+        if node.issued and node.pending == 0 and node.present and not node.failed:
             self._finish_or_complete(node)
 
     def _finish_or_complete(self, node: CopyNode) -> None:

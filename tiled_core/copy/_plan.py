@@ -21,7 +21,7 @@ from ..client.reading._array_io import regular_chunks
 from ..client.writing._conflict import INCOMPLETE_SPEC, same_structure
 from ..client.writing._upload import _regular
 
-__all__ = ["CopyNode", "classify", "create_body", "existing_action", "needs_own_mark", "source_listing",
+__all__ = ["FIRST_PAGE", "CopyNode", "classify", "create_body", "existing_action", "needs_own_mark", "source_listing",
            "units_stored", "CHECKPOINT_PREFIX"]
 
 MiB = 1 << 20
@@ -31,6 +31,10 @@ CHECKPOINT_PREFIX = "units:"  # the mark's version "units:<k>": units 0..k-1 are
 # Source listings: data nodes' structures come with their data sources; containers' structures
 # (a count of *their* children, costly for the server) are not needed.
 SOURCE_FIELDS = ("metadata", "structure_family", "specs", "sorting")
+# The first page of a source listing is small: creates start after one quick request (listing
+# children with their data sources costs the source server ~10-20 ms each, and over a slow link the
+# copy would wait for a whole page of 300 first); the rest come in the server's largest pages.
+FIRST_PAGE = 20
 
 
 @dataclasses.dataclass(eq=False)
@@ -51,10 +55,13 @@ class CopyNode:
     issued: bool = False  # containers: listing exhausted; data nodes: every unit handed out
     # containers
     listing: Iterator | None = None  # source children still to list
+    listed: int = 0  # source children listed so far
     existing: dict | None = None  # destination children found before this run
     to_create: deque = dataclasses.field(default_factory=deque)  # children waiting to be created
     creating: int = 0  # creates of children in flight
     waiting: bool = False  # in the engine's queue of parents with creates to send
+    present: bool = True  # containers: exists at the destination (False while its create is in flight)
+    dropped: bool = False  # containers: found made by someone else meanwhile; its listing is ignored
     # data nodes
     dest_structure: dict | None = None
     units: Iterator[tuple[int, Unit]] | None = None  # (ordinal, unit)
@@ -118,7 +125,18 @@ def source_listing(context, item: dict | None, container=None) -> Iterator[tuple
     if container is None:
         container = Container(context, item=item, structure_clients="numpy")
     container = container.new_variation(include_data_sources=True)
-    return ((key, child.item) for key, child in container._iterate(0, None, 1, None, fields=SOURCE_FIELDS))
+
+    def entries() -> Iterator[tuple[str, dict]]:
+        count = 0
+        for key, child in container._iterate(0, FIRST_PAGE, 1, FIRST_PAGE, fields=SOURCE_FIELDS):
+            count += 1
+            yield key, child.item
+        if count < FIRST_PAGE:
+            return
+        for key, child in container._iterate(FIRST_PAGE, None, 1, None, fields=SOURCE_FIELDS):
+            yield key, child.item
+
+    return entries()
 
 
 def units_stored(client) -> int:
