@@ -60,6 +60,9 @@ def test_the_dagster_ui_command_serves_the_example_beside_the_tiled_server(tiled
             [sys.executable, "-m", "example_flows", "--dagster-ui", "--port", str(port), "--scans", "2",
              "--tiled-uri", tiled_server.uri],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            # As at a terminal: a test process may ignore SIGINT, and an ignored SIGINT is inherited
+            # (Python then installs no KeyboardInterrupt handler), so Ctrl-C would never arrive.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         deadline = time.monotonic() + 240

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..structures import ArrayStructure, ContainerStructure, DataSource, Spec, TableStructure
+from ..structures import ArrayStructure, ContainerStructure, DataSource, ListEqualTuple, Spec, TableStructure
 from ..transport import NotAcceptable
 from .writing import _metadata
 from .writing._readonly import DictView, ListView
@@ -35,23 +35,10 @@ UNCHANGED = _Unchanged()
 _STRUCTURE_TYPES = {"array": ArrayStructure, "container": ContainerStructure, "table": TableStructure}
 
 
-class PathParts(tuple):
-    """A node's path segments: a tuple that also equals the same segments as a list.
-
-    The reference client gives ``path_parts`` as a list, so scripts compare it
-    with lists (``node.path_parts == ["a", "b"]``); a plain tuple would make
-    that silently False.
-    """
+class PathParts(ListEqualTuple):
+    """A node's path segments: a tuple that also equals the same segments as a list (as the reference gives)."""
 
     __slots__ = ()
-
-    def __eq__(self, other):
-        return tuple.__eq__(self, tuple(other) if isinstance(other, list) else other)
-
-    def __ne__(self, other):
-        return not self == other
-
-    __hash__ = tuple.__hash__
 
 
 def _path_parts(item: dict) -> PathParts:

@@ -1,6 +1,6 @@
 """Typed values for the structure JSON the server sends and accepts."""
 
-from ._array import ArrayStructure, BuiltinDtype, Field, StructDtype
+from ._array import ArrayStructure, BuiltinDtype, Field, ListEqualTuple, StructDtype
 from ._core import Spec, StructureFamily
 from ._container import ContainerStructure
 from ._table import TableStructure
@@ -10,7 +10,7 @@ from ._data_source import Asset, DataSource, Management, data_source_to_json
 from ._ragged import RaggedStructure
 
 __all__ = [
-    "ArrayStructure", "BuiltinDtype", "StructDtype", "Field",
+    "ArrayStructure", "BuiltinDtype", "StructDtype", "Field", "ListEqualTuple",
     "ContainerStructure", "Spec", "StructureFamily", "TableStructure",
     "SparseStructure", "AwkwardStructure", "RaggedStructure",
     "Asset", "DataSource", "Management", "data_source_to_json",

@@ -101,12 +101,12 @@ def _dtype_from_numpy(dtype: np.dtype) -> "BuiltinDtype | StructDtype":
     return StructDtype.from_numpy_dtype(dtype) if np.dtype(dtype).fields is not None else BuiltinDtype.from_numpy_dtype(dtype)
 
 
-class Dims(tuple):
-    """Dimension names: a tuple that also equals the same names given as a list.
+class ListEqualTuple(tuple):
+    """A tuple that also equals a list of the same items (the reference client gives these as lists).
 
-    The server sends dims as a JSON list, and scripts written for the reference
-    client compare them with lists (``node.dims == ["x", "y"]``, as for sparse
-    arrays there); a plain tuple would make that silently False.
+    Scripts written for the reference compare them with lists
+    (``node.dims == ["x", "y"]``, ``node.path_parts == ["a", "b"]``); a plain
+    tuple would make that silently False. Hashed and shown as a tuple.
     """
 
     __slots__ = ()
@@ -121,6 +121,12 @@ class Dims(tuple):
 
     def __repr__(self) -> str:
         return tuple.__repr__(self)
+
+
+class Dims(ListEqualTuple):
+    """Dimension names (the server sends them as a JSON list); equal to the same names as a list."""
+
+    __slots__ = ()
 
 
 def as_dims(value) -> "Dims | None":
