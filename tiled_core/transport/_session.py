@@ -423,13 +423,16 @@ class Session:
             headers["content-type"] = content_type
         body = body_factory(content, headers)
 
+        def request():
+            return self._http.request(method, url, params=params, content=body(), headers=headers, auth=auth)
+
         def attempt():
             try:
-                sent = self._http.request(method, url, params=params, content=body(), headers=headers, auth=auth)
+                sent = request()
             except httpx.StreamConsumed:
                 # The access token expired in flight: the server answered 401 (nothing applied) and the
                 # auth flow refreshed it, but a streamed body cannot be replayed. Send it anew, fresh.
-                sent = self._http.request(method, url, params=params, content=body(), headers=headers, auth=auth)
+                sent = request()
             response = self._check(sent, url)
             if not response.content or response.status_code == 204:
                 return None
