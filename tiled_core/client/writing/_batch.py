@@ -179,8 +179,10 @@ class WriteBatch:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None:
-            self._error = self._error or _Reported(exc)  # stop creating; the caller's error wins
+        if exc is not None:  # stop creating; the caller's error is the one raised
+            if self._error is not None and not isinstance(self._error, _Reported):
+                exc.add_note(f"a write of the batch had failed too: {self._error!r}")
+            self._error = _Reported(self._error or exc)
         self.wait()
 
 
