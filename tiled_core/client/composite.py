@@ -112,9 +112,11 @@ class CompositeClient(Container):
             return self._client(item)  # from the listing: no further request
         return self.base[f"{part}/{name}"]  # the server serves a column as an array
 
-    def _iterate(self, start, stop, direction, page_size, *, keys_only: bool = False, fields=None, flat: bool = True):
+    def _iterate(self, start, stop, direction, page_size, *, keys_only: bool = False, fields=None, flat: bool = True,
+                 inlined: bool = True):
         if not flat:
-            yield from super()._iterate(start, stop, direction, page_size, keys_only=keys_only, fields=fields)
+            yield from super()._iterate(start, stop, direction, page_size, keys_only=keys_only, fields=fields,
+                                        inlined=inlined)
             return
         names = self._names()
         ordered = list(names) if direction > 0 else list(reversed(names))

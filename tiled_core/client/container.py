@@ -126,8 +126,24 @@ class Container(ContainerWrites, BaseClient, collections.abc.Mapping):
                 raise KeyError(f"{self.path or '/'}: unable to open it, likely a broken link ({error.detail})") from None
             raise
 
-    def __iter__(self) -> Iterator[str]:
-        return self._iterate(0, None, 1, None, keys_only=True)
+    def __iter__(self, _ignore_inlined_contents: bool = False) -> Iterator[str]:
+        return self._iterate(0, None, 1, None, keys_only=True, inlined=not _ignore_inlined_contents)
+
+    def _inlined_contents(self) -> dict | None:
+        """The children the server inlined in this node's structure (in-memory and file-backed
+        containers, e.g. an xarray dataset or an HDF5 file it serves directly), when they answer
+        a listing as they are: no search filters, the default order."""
+        if self._queries or self._pending_structure is not None or any(k not in ("", "_") or d < 0
+                                                                         for k, d in self._sorting):
+            return None
+        return (self._item["attributes"].get("structure") or {}).get("contents") or None
+
+    # The reference client's names for slices of the listing (its views call them).
+    def _keys_slice(self, start, stop, direction, page_size=None, *, _ignore_inlined_contents=False):
+        return self._iterate(start, stop, direction, page_size, keys_only=True, inlined=not _ignore_inlined_contents)
+
+    def _items_slice(self, start, stop, direction, page_size=None, *, _ignore_inlined_contents=False):
+        return self._iterate(start, stop, direction, page_size, inlined=not _ignore_inlined_contents)
 
     def __getitem__(self, key) -> BaseClient:
         parts = split_path(key)
@@ -164,8 +180,17 @@ class Container(ContainerWrites, BaseClient, collections.abc.Mapping):
         return True
 
     def _iterate(self, start: int, stop: int | None, direction: int, page_size: int | None, *, keys_only: bool = False,
-                 fields: tuple[str, ...] | None = None):
-        """Children in pages; ``fields`` (internal callers) asks for exactly those fields, none loaded later."""
+                 fields: tuple[str, ...] | None = None, inlined: bool = True):
+        """Children in pages; ``fields`` (internal callers) asks for exactly those fields, none loaded later.
+
+        Children the server inlined in this node's structure are listed from there, with no request.
+        """
+        contents = self._inlined_contents() if inlined and fields is None and not self._include_data_sources else None
+        if contents is not None:
+            keys = list(contents)[::-1] if direction < 0 else list(contents)
+            for key in keys[start:stop]:
+                yield key if keys_only else (key, self._client(contents[key]))
+            return
         session = self._context.session
         route = self._route("search")
         base = [*self._filter_params(), *_sort_params(self._sorting, direction)]
