@@ -305,7 +305,12 @@ def test_cache_api(cache_file):
     assert repr(cache) == f"<Cache {str(cache_file)!r}>"
     cache.capacity, cache.max_item_size = 20_000, 1_000
     with pytest.raises(ValueError):
-        cache.max_item_size = 30_000
+        cache.max_item_size = 0
+    cache.capacity = 4  # below max_item_size, as the reference allows: a body larger than either is not stored
+    assert not cache.set(request=request, response=_pair("http://h/api/v1/a?x=1", b"hello")[1])
+    assert cache.set(request=request, response=_pair("http://h/api/v1/a?x=1", b"hey")[1])
+    assert (cache.count(), cache.size()) == (1, 3)
+    assert pickle.loads(pickle.dumps(cache)).capacity == 4
     with pytest.raises(ValueError, match="greater than max_item_size"):
         Cache(cache_file, capacity=100, max_item_size=100)
     with pytest.raises(TypeError):

@@ -5,8 +5,10 @@ session's httpx client (so scripted requests on ``Context.http_client`` are
 seen too). The hooks run after authentication is applied and before each
 attempt is sent, so a retried request shows up once per attempt. The raw-socket
 bulk read path reports its exchanges through ``note_direct`` (their responses
-without bodies). Responses answered from the response cache without asking the
-server are not exchanges and are not seen.
+without bodies). A ``304 Not Modified`` answered from the response cache is
+recorded as the stored response (a ``CachedResponse``, as the reference client
+shows it); responses the cache gives without asking the server (within its
+``max_age``) are not exchanges and are not seen.
 
 Log lines never show a credential: the ``Authorization`` value is replaced by
 its scheme and ``[redacted]``.
@@ -23,7 +25,8 @@ from urllib.parse import unquote
 
 import httpx
 
-__all__ = ["History", "record_history", "observe", "note_direct", "logger", "show_logs", "hide_logs"]
+__all__ = ["History", "record_history", "observe", "note_direct", "served_from_cache", "logger", "show_logs",
+           "hide_logs"]
 
 logger = logging.getLogger("tiled_core.client")
 _handler = logging.StreamHandler()
@@ -110,6 +113,28 @@ def note_direct(method: str, url: str, headers: dict, send: Callable[[], tuple[i
     status, response_headers = send()
     _on_response(httpx.Response(status, headers=list(response_headers.items()), request=request))
     return status, response_headers
+
+
+def _url_of(response: httpx.Response) -> str | None:
+    request = getattr(response, "_request", None)
+    return None if request is None else str(request.url)
+
+
+def served_from_cache(url: str, make: Callable[[], httpx.Response]) -> None:
+    """The ``304`` just recorded for ``url`` was answered from the cache: recorders get ``make()`` in its place.
+
+    ``make`` runs only while something records.
+    """
+    if not _recording:
+        return
+    cached = make()
+    with _lock:
+        for history in _recording:
+            responses = history.responses
+            for i in range(len(responses) - 1, -1, -1):
+                if responses[i].status_code == 304 and _url_of(responses[i]) == url:
+                    responses[i] = cached
+                    break
 
 
 def observe(client: httpx.Client) -> None:

@@ -20,7 +20,7 @@ from ._auth import ApiKeyAuth, TokenAuth
 from ._cache import Cache, CacheSlot, cache_key
 from ._config import Limits, RetryPolicy, Timeouts
 from ._credentials import auth_hint, header_auth, identity
-from ._history import note_direct, observe
+from ._history import note_direct, observe, served_from_cache
 from ._decode import JSON, MSGPACK, decode_document
 from ._errors import AuthenticationError, ClientClosed, ConnectionFailed, MalformedResponse, RequestTimeout, ServerError
 from ._request import body_factory, check_headers, check_verify, data_headers, is_loopback, open_pools
@@ -235,7 +235,9 @@ class Session:
             if response.status_code == 304 and slot is not None and slot.entry is not None:
                 body = slot.stored_body(validated=True)
                 if body is not None:
-                    return body, slot.entry.content_type
+                    entry = slot.entry
+                    served_from_cache(str(request.url), lambda: entry.response(request, body))
+                    return body, entry.content_type
                 # The stored copy was replaced meanwhile (another process): fetch it whole.
                 request.headers.pop("if-none-match", None)
                 slot.entry = None
@@ -318,6 +320,8 @@ class Session:
                 raise
             if status == 304 and slot is not None:
                 if slot.stored_body(out, validated=True):
+                    entry = slot.entry
+                    served_from_cache(str(full_url), lambda: entry.response(httpx.Request("GET", full_url)))
                     return
                 status, response_headers = fetch({})  # the stored copy was replaced meanwhile
             if slot is not None:

@@ -19,7 +19,9 @@ dropped with a ``CacheWarning`` and fetched again, never served.
 Layout (the public names show this package as their module):
 
 - ``_keys.py``: who a request speaks for, and the hash that keys one response.
-- ``_slot.py``: what the session uses for one GET (``CacheSlot``, ``CachedEntry``, ``storable``).
+- ``_slot.py``: what the session uses for one GET (``CacheSlot``, ``CachedEntry``, ``storable``), and
+  ``CachedResponse`` (an answer from the cache, as ``Cache.get`` and ``record_history()`` give it).
+- ``_threads.py``: ``ThreadingMode`` (sqlite3's), ``SerializableLock``, ``with_thread_lock``.
 - ``_schema.py``: the file's tables and their version; an old layout is replaced.
 - ``_storage.py``: entries and their bodies (BLOBs in pieces, CRC-32), eviction.
 - ``_store.py``: ``Cache`` (settings, connections, SQLite trouble -> ``CacheWarning``) and ``CacheWarning``.
@@ -27,9 +29,11 @@ Layout (the public names show this package as their module):
 
 from ..._public import show_public_path
 from ._keys import cache_key, identity_of
-from ._slot import CachedEntry, CacheSlot, storable
+from ._slot import CachedEntry, CachedResponse, CacheSlot, storable
 from ._store import Cache, CacheWarning
+from ._threads import SerializableLock, ThreadingMode, with_thread_lock
 
-__all__ = ["Cache", "CacheWarning", "CachedEntry", "CacheSlot", "cache_key", "identity_of", "storable"]
+__all__ = ["Cache", "CacheWarning", "CachedEntry", "CachedResponse", "CacheSlot", "SerializableLock", "ThreadingMode",
+           "cache_key", "identity_of", "storable", "with_thread_lock"]
 
 show_public_path(globals(), __all__)

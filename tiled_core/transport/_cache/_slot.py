@@ -6,10 +6,30 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING
 
+import httpx
+
 if TYPE_CHECKING:
     from ._store import Cache
 
-__all__ = ["CacheSlot", "CachedEntry", "storable"]
+__all__ = ["CacheSlot", "CachedEntry", "CachedResponse", "storable"]
+
+
+class CachedResponse(httpx.Response):
+    """A response answered from the response cache (``Cache.get``, and what ``record_history()``
+    shows for a request the server answered ``304 Not Modified``): the stored status, headers and body.
+
+    ``json()`` decodes msgpack bodies too. For a read streamed straight into
+    the caller's buffer the history's copy carries the headers only.
+    """
+
+    def json(self, **kwargs):
+        from .._decode import decode_document
+
+        content_type = self.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip() == "application/x-msgpack":
+            where = str(self._request.url) if self._request is not None else "a cached response"
+            return decode_document(self.content, content_type, url=where)
+        return super().json(**kwargs)
 
 
 def storable(request_headers, response_status: int, response_headers) -> bool:
@@ -40,6 +60,12 @@ class CachedEntry:
             if name.lower() == "content-type":
                 return value
         return ""
+
+    def response(self, request: httpx.Request | None, body: bytes | None = None) -> CachedResponse:
+        """This entry as a ``CachedResponse`` (with ``body``, or headers only)."""
+        response = CachedResponse(self.status, headers=list(self.headers), content=body, request=request)
+        response.extensions["from_cache"] = True
+        return response
 
 
 @dataclasses.dataclass

@@ -23,6 +23,7 @@ from ._keys import request_key
 from ._schema import Unusable, prepare_schema
 from ._slot import CachedEntry
 from ._storage import Damaged, insert_entry, make_room, read_blob, remove_entries
+from ._threads import SerializableLock, sqlite_allows_thread
 
 __all__ = ["Cache", "CacheWarning"]
 
@@ -72,7 +73,9 @@ class Cache:
             ``tiled_core_http_response_cache.db``.
         capacity: most bytes of response bodies kept; the least recently used
             entries are evicted to make room.
-        max_item_size: larger bodies are not stored (must be below ``capacity``).
+        max_item_size: larger bodies are not stored (must be below ``capacity``
+            here; either may be changed later, and a body larger than either
+            is then not stored).
         readonly: read entries but never write (the file is opened read-only).
         allow_offline: when the server cannot be reached, answer reads from
             stored entries (validated by ETag when they were stored) instead of
@@ -85,6 +88,13 @@ class Cache:
 
     Raises ValueError/TypeError for bad sizes. A corrupt, foreign or locked file
     gives a ``CacheWarning`` and a cache that stores nothing.
+
+    Threads: each thread uses its own SQLite connection, so any thread may
+    read and write, unless the sqlite3 module is built single-threaded
+    (``sqlite3.threadsafety == ThreadingMode.SINGLE_THREAD``): then only the
+    thread that made the ``Cache`` writes (``write_safe()``; ``clear``, ``set``
+    and ``delete`` raise RuntimeError elsewhere, and responses are not stored).
+    A pickle carries the settings only; unpickled, it opens the same file.
     """
 
     def __init__(
@@ -96,6 +106,7 @@ class Cache:
         *,
         allow_offline: bool = False,
         max_age: float | None = None,
+        _lock_token: str | None = None,
     ) -> None:
         capacity = _check_size("capacity", capacity)
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0):
@@ -110,7 +121,10 @@ class Cache:
         self._allow_offline = bool(allow_offline)
         self._max_age = None if max_age is None else float(max_age)
         self._busy_timeout = _BUSY_TIMEOUT
-        self._lock = threading.Lock()
+        # Guards the pool; copies unpickled in this process share it (``_lock.lock``).
+        self._lock = SerializableLock(_lock_token)
+        self._owner = threading.get_ident()
+        self._own_conn: sqlite3.Connection | None = None
         self._idle: list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._disabled: str | None = None
@@ -134,10 +148,9 @@ class Cache:
 
     @capacity.setter
     def capacity(self, value: int) -> None:
-        value = _check_size("capacity", value)
-        if value <= self._max_item_size:
-            raise ValueError(f"capacity ({value}) must be greater than max_item_size ({self._max_item_size})")
-        self._capacity = value
+        # Takes effect as entries are stored (the least recently used go first); no check against
+        # max_item_size, as the reference client allows (a body larger than either is not stored).
+        self._capacity = _check_size("capacity", value)
 
     @property
     def max_item_size(self) -> int:
@@ -146,10 +159,7 @@ class Cache:
 
     @max_item_size.setter
     def max_item_size(self, value: int) -> None:
-        value = _check_size("max_item_size", value)
-        if value >= self._capacity:
-            raise ValueError(f"max_item_size ({value}) must be less than capacity ({self._capacity})")
-        self._max_item_size = value
+        self._max_item_size = _check_size("max_item_size", value)
 
     @property
     def readonly(self) -> bool:
@@ -172,8 +182,16 @@ class Cache:
         return self._disabled is None
 
     def write_safe(self) -> bool:
-        """Check that it is safe to write: not read-only and not disabled. Any thread may write."""
-        return not self._readonly and self._disabled is None
+        """Check that it is safe to write from this thread: not read-only, not disabled, and SQLite
+        usable from this thread (always, unless sqlite3 is built single-threaded; see the class)."""
+        return not self._readonly and self._disabled is None and sqlite_allows_thread(self._owner)
+
+    def _check_writable(self, what: str) -> None:
+        if self._readonly:
+            raise RuntimeError(f"Cannot {what} a read-only cache")
+        if not sqlite_allows_thread(self._owner):
+            raise RuntimeError(f"Cannot {what} the cache from a different thread than the one it was created on: "
+                               "this sqlite3 module is built single-threaded (sqlite3.threadsafety == 0)")
 
     def __repr__(self) -> str:
         state = "" if self._disabled is None else " disabled"
@@ -182,7 +200,7 @@ class Cache:
     def __reduce__(self):
         # Only settings travel (e.g. to Dask workers); each process opens the file itself.
         return (_rebuild, (str(self._filepath), self._capacity, self._max_item_size, self._readonly,
-                           self._allow_offline, self._max_age))
+                           self._allow_offline, self._max_age, self._lock.token))
 
     # -- connections -----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -197,11 +215,32 @@ class Cache:
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache, no fsync per commit
         return conn
 
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """A connection of this process to the file (read-only for a read-only cache), kept until ``close()``."""
+        with self._lock:
+            self._after_fork()
+            conn = self._own_conn
+        if conn is None:
+            conn = self._connect()
+            with self._lock:
+                self._after_fork()
+                if self._own_conn is None:
+                    self._own_conn = conn
+                else:
+                    conn.close()
+                    conn = self._own_conn
+        return conn
+
+    def _after_fork(self) -> None:
+        """Forget the parent's connections in a forked child: they are not ours to use (under ``_lock``)."""
+        if self._pid != os.getpid():
+            self._idle, self._own_conn, self._pid = [], None, os.getpid()
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
-                self._idle, self._pid = [], os.getpid()
+            self._after_fork()
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self._connect()
@@ -329,11 +368,11 @@ class Cache:
 
     def store(self, key: str, status: int, headers, body: bytes | memoryview) -> bool:
         """Keep a body (evicting least recently used entries to fit); False if not stored."""
-        if self._readonly or self._disabled is not None:
+        if not self.write_safe():
             return False
         view = memoryview(body).cast("B") if not isinstance(body, bytes) else memoryview(body)
         size = view.nbytes
-        if size > self._max_item_size:
+        if size > self._max_item_size or size > self._capacity:
             return False
         pairs = [(k, v) for k, v in headers.items() if k.lower() not in _DROPPED_HEADERS]
         etag = headers.get("etag", "")
@@ -363,32 +402,28 @@ class Cache:
 
     # -- the reference client's API --------------------------------------------
     def get(self, request: httpx.Request) -> httpx.Response | None:
-        """Get cached response from Cache (None if absent)."""
+        """Get cached response from Cache: a ``CachedResponse``, or None if absent."""
         entry = self.lookup(request_key(request))
         if entry is None:
             return None
         body = self.read_body(entry)
         if body is None:
             return None
-        response = httpx.Response(entry.status, headers=list(entry.headers), content=body, request=request)
-        response.extensions["from_cache"] = True
-        return response
+        return entry.response(request, body)
 
     def set(self, *, request: httpx.Request, response: httpx.Response, content: bytes | None = None) -> bool:
         """Set new response entry in cache; False if declined (too large, or the cache is disabled).
 
         ``content`` is the body when ``response`` has not been read. Raises
-        RuntimeError on a read-only cache.
+        RuntimeError on a read-only cache, or from another thread (see the class).
         """
-        if self._readonly:
-            raise RuntimeError("Cache is readonly")
+        self._check_writable("write to")
         body = content if content is not None else response.content
         return self.store(request_key(request), response.status_code, response.headers, body)
 
     def delete(self, request: httpx.Request) -> None:
-        """Delete an entry from cache. Raises RuntimeError on a read-only cache."""
-        if self._readonly:
-            raise RuntimeError("Cache is readonly")
+        """Delete an entry from cache. Raises RuntimeError on a read-only cache, or from another thread."""
+        self._check_writable("delete from")
         if self._disabled is not None:
             return
         with self._guard("deleting an entry"), self._connection() as conn:
@@ -397,9 +432,8 @@ class Cache:
             conn.execute("COMMIT")
 
     def clear(self) -> None:
-        """Drop all entries from HTTP response cache. Raises RuntimeError on a read-only cache."""
-        if self._readonly:
-            raise RuntimeError("Cannot clear read-only cache")
+        """Drop all entries from HTTP response cache. Raises RuntimeError on a read-only cache, or from another thread."""
+        self._check_writable("clear")
         if self._disabled is not None:
             return
         with self._guard("clearing"), self._connection() as conn:
@@ -420,6 +454,9 @@ class Cache:
         """Close cache (its connections; the file stays). A later use reopens them."""
         with self._lock:
             idle, self._idle = self._idle, []
+            if self._own_conn is not None and self._pid == os.getpid():
+                idle.append(self._own_conn)
+            self._own_conn = None
         for conn in idle:
             conn.close()
 
@@ -431,5 +468,11 @@ class Cache:
         return 0
 
 
-def _rebuild(filepath, capacity, max_item_size, readonly, allow_offline, max_age) -> Cache:
-    return Cache(filepath, capacity, max_item_size, readonly, allow_offline=allow_offline, max_age=max_age)
+def _rebuild(filepath, capacity, max_item_size, readonly, allow_offline, max_age, lock_token=None) -> Cache:
+    if capacity <= max_item_size:  # changed after construction: rebuild with the constructor's rule, then set
+        cache = Cache(filepath, max_item_size + 1, max_item_size, readonly, allow_offline=allow_offline,
+                      max_age=max_age, _lock_token=lock_token)
+        cache.capacity = capacity
+        return cache
+    return Cache(filepath, capacity, max_item_size, readonly, allow_offline=allow_offline, max_age=max_age,
+                 _lock_token=lock_token)
