@@ -212,6 +212,33 @@ def test_remember_me_false_keeps_tokens_in_memory(login, auth_server):
         pickle.dumps(context.session_handle)
 
 
+def test_a_login_context_pickles_without_its_tokens(login, auth_server, token_dir):
+    """Pickled, a logged-in context carries a handle, not the tokens; here the copy shares the session."""
+    for remember_me in (False, True):
+        context = login("bob", remember_me=remember_me)
+        blob = pickle.dumps(context)
+        _assert_absent(_secrets_of(context) + [auth_server.passwords["bob"]], blob.decode("latin-1"))
+        copy = pickle.loads(blob)
+        try:
+            assert copy.whoami()["identities"][0]["id"] == "bob"
+            copy.force_auth_refresh()  # refreshed with the copy's own connection, into the shared store
+            shared = context.session.auth.store.load().access_token == copy.tokens["access_token"]
+            assert shared  # (not compared in the assertion: a failure would print the tokens)
+            assert context.whoami()["identities"][0]["id"] == "bob"
+        finally:
+            copy.close()
+    script = textwrap.dedent("""
+        import pickle, sys
+        context = pickle.loads(sys.stdin.buffer.read())
+        print(context.whoami()["identities"][0]["id"])
+    """)
+    # In another process: the token file (remember_me=True) is where it finds the session.
+    completed = subprocess.run([sys.executable, "-c", script], input=blob, capture_output=True,
+                               env=_child_env(token_dir), timeout=120)
+    assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+    assert completed.stdout.decode().strip() == "bob"
+
+
 def test_saved_tokens_log_in_later_connections(login, auth_server):
     login("alice")
     client = from_uri(auth_server.uri)  # no credentials given: the token file is used

@@ -8,6 +8,7 @@ round trips and URLs can be counted and inspected from outside the client.
 from __future__ import annotations
 
 import http.client
+import pickle
 import time
 import uuid
 
@@ -365,5 +366,7 @@ def test_context_from_app_in_process(tmp_path):
         assert back.dims == ("row", "col")
         np.testing.assert_array_equal(root["sub/y"].read(), np.arange(3, dtype="uint8"))
         assert key not in repr(context) and key not in context.api_uri
+        with pytest.raises(TypeError, match="from_app"):  # the app lives in this process (as with the reference)
+            pickle.dumps(root)
     finally:
         context.close()

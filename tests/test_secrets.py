@@ -350,7 +350,7 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
 
     from tiled_core import queries
     from tiled_core.client import Context, from_context, record_history
-    from tiled_core.client.cache import Cache
+    from tiled_core.client.cache import Cache, ThreadingMode
     from tiled_core.client.sync import copy
     from tiled_core.client.transport import Transport
 
@@ -377,6 +377,9 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
         with record_history() as history:  # requests with API key and bearer headers, and their responses
             keyed[tree].refresh()
             bob.whoami()
+        with record_history() as revalidated:  # the second lookup is a 304 answered from the cache
+            cached[tree], cached[tree]
+        assert any(type(r).__name__ == "CachedResponse" for r in revalidated.responses)
         summary = copy(box, keyed.create_container(f"copy-{uuid.uuid4().hex[:6]}"), progress=progress.append)
         batch = keyed.create_container(f"batch-{uuid.uuid4().hex[:6]}").batch()
         batch.write_array(np.arange(3), key="written", metadata={"by": "a batch"})
@@ -385,7 +388,8 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
         roots = [
             *public_values, server, auth_server, keyed, env_lazy, cached, cached[tree], login, login.context,
             from_context(bob), bob, api_key, list(keyed[tree].values()), list(env_lazy[tree].values()),
-            query_objects, searched, box.sort(("unit", -1)), summary, progress, history, Transport(), batch,
+            query_objects, searched, box.sort(("unit", -1)), summary, progress, history, revalidated, Transport(),
+            batch, ThreadingMode.SERIALIZED,
             box.search_deep(queries.Eq("unit", "mm")), box.include_data_sources()["blob"].data_sources(),
             TiledCredentials(uri=server.uri, api_key=KEY), TiledCredentials(uri=server.uri, api_key=KEY).get_client(),
             TiledResource(uri=server.uri, api_key=KEY), TiledResource(uri=server.uri, api_key=EnvVar("TILED_API_KEY")),
@@ -562,15 +566,20 @@ def test_debug_logs_of_reads_writes_and_failures(hunt, debug_logs, server, keyed
 def test_pickles_and_dask_graphs(hunt, server, keyed, tree, login, environment, monkeypatch):
     from tiled_core.client import Context
 
-    refused = [keyed, keyed[tree]["array"], keyed.context, keyed.context.session, keyed.context.session.auth,
-               keyed.context.session_handle, login.context.session.auth, login.context.tokens]
-    with Context(server.uri, api_key=KEY) as context:
-        refused.append(context)
+    pickle.dumps(keyed.context)  # files its credential under a token: the held credential itself never pickles
+    refused = [keyed.context.session, keyed.context.session.auth, keyed.context.session_handle,
+               login.context.session.auth, login.context.tokens, keyed.context._held[1]]
     for obj in refused:
         for dumps in (pickle.dumps, cloudpickle.dumps):
             error = _raised(lambda: dumps(obj))
             assert isinstance(error, TypeError)
             _check_error(hunt, f"pickling {type(obj).__name__}", error)
+    # Contexts and clients pickle, their credential behind a random token that only this process resolves.
+    with Context(server.uri, api_key=KEY, headers={"Authorization": f"Apikey {KEY}"}) as context:
+        for obj in (keyed, keyed[tree]["array"], keyed.context, login, login.context, context):
+            for dumps in (pickle.dumps, cloudpickle.dumps):
+                hunt.check(f"pickle:{type(obj).__name__}", dumps(obj))
+        assert pickle.loads(pickle.dumps(context)).api_key == KEY  # resolved here
     # What may be pickled names where the credential is, never the credential.
     monkeypatch.setenv("TILED_API_KEY", KEY)
     lazy = from_uri(server.uri, structure_clients="dask")

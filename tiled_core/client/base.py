@@ -226,6 +226,17 @@ class BaseClient:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path or '/'}>"
 
+    def __getstate__(self) -> dict:
+        # Pickles with its context, which keeps its credential in this process (see Context).
+        from ._pickling import state_of_client
+
+        return state_of_client(self)
+
+    def __setstate__(self, state: dict) -> None:
+        from ._pickling import restore_client
+
+        restore_client(self, state)
+
     # -- login -----------------------------------------------------------------
     def login(self, *, username: str | None = None, password: str | None = None, remember_me: bool = True,
               provider: str | None = None) -> None:

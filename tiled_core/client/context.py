@@ -24,6 +24,7 @@ from ..transport import (
     Timeouts,
     token_file_for,
 )
+from ._pickling import reduce_context
 from .login._credentials import Admin, CredentialRequests
 from .login._password import CannotPrompt, choose_provider, password_login, terminal_password, terminal_username
 
@@ -211,6 +212,10 @@ class Context(CredentialRequests):
         self._server_info: dict | None = None
         self._closers: list = []
         self._in_process = _http_client is not None and hasattr(_http_client, "app")
+        # For pickles (see _pickling): what was given, and the handle naming the live credential.
+        self._custom_client = _http_client is not None
+        self._headers, self._verify, self._trust_env = headers, verify, trust_env
+        self._held = None
 
     # -- constructors ------------------------------------------------------
     @classmethod
@@ -448,8 +453,9 @@ class Context(CredentialRequests):
         self._session.set_auth(None)
         self._handle = SessionHandle(self._session, ANONYMOUS)
 
-    def __getstate__(self):
-        raise TypeError("a Context holds connections and credentials and cannot be pickled")
+    def __reduce__(self):
+        # The credential stays in this process, behind a random token: see tiled_core.client._pickling.
+        return reduce_context(self)
 
     def close(self) -> None:
         """Close the connections; later requests raise ClientClosed.

@@ -21,15 +21,15 @@ def identity(auth: httpx.Auth | None, authorization_header: str | None) -> str:
     return identity_of(authorization_header)
 
 
-def auth_hint(auth: httpx.Auth | None, has_credentials: bool) -> str:
-    """What to do about a 401, for the error message."""
+def auth_hint(auth: httpx.Auth | None, has_credentials: bool, note: str | None = None) -> str:
+    """What to do about a 401, for the error message (``note``: said instead when there is no credential)."""
     if isinstance(auth, ApiKeyAuth):
         return "the API key is wrong, expired or revoked"
     if isinstance(auth, TokenAuth):
         return "the login session is no longer valid; log in again"
     if has_credentials:
         return "check the credentials given in headers or auth"
-    return "pass api_key=, set TILED_API_KEY, or log in"
+    return note or "pass api_key=, set TILED_API_KEY, or log in"
 
 
 def header_auth(auth: httpx.Auth | None) -> dict[str, str] | None:

@@ -98,6 +98,7 @@ class Session:
             self._http.timeout = self.timeouts.to_httpx()  # the session's timeouts apply to any client
             self._bulk = None
         self._auth = ApiKeyAuth(api_key) if api_key is not None else auth
+        self.credential_note: str | None = None  # what a 401 says without credentials, instead of the default
         observe(self._http)  # record_history() and show_logs() see every exchange of this client
         self._count_lock = threading.Lock()
         self.request_count = 0  # attempts sent; tests and benchmarks read it
@@ -151,7 +152,7 @@ class Session:
         return identity(self._auth, self._http.headers.get("authorization"))
 
     def _auth_hint(self) -> str:
-        return auth_hint(self._auth, self.has_credentials)
+        return auth_hint(self._auth, self.has_credentials, self.credential_note)
 
     def _header_auth(self) -> dict[str, str] | None:
         return header_auth(self._auth)

@@ -25,6 +25,11 @@ class PageStructures:
         self._by_id: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
+    def unfetched(self) -> tuple[str, list[tuple[str, str]]] | None:
+        """``(route, params)`` of the request not made yet (what a pickle carries instead); None once made."""
+        with self._lock:
+            return None if self._by_id is not None else (self._route, list(self._params))
+
     def structure_of(self, key: str, path: str) -> Any:
         with self._lock:
             if self._by_id is None:

@@ -432,7 +432,10 @@ class Cache:
             conn.execute("COMMIT")
 
     def clear(self) -> None:
-        """Drop all entries from HTTP response cache. Raises RuntimeError on a read-only cache, or from another thread."""
+        """Drop all entries from HTTP response cache.
+
+        Raises RuntimeError on a read-only cache, or from another thread (see the class).
+        """
         self._check_writable("clear")
         if self._disabled is not None:
             return
