@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import collections.abc
 import os
+import time  # noqa: F401  (the device-code flow polls with time.sleep; scripts patch it here)
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -24,10 +24,15 @@ from ..transport import (
     Timeouts,
     token_file_for,
 )
+from ._about import About
+from .cache import coerce_cache
+from ._progress_state import ContextProgress, show_progress_default
 from .login._credentials import Admin, CredentialRequests
+from .login._device import PasswordRejected, device_code_grant, password_grant, prompt_for_credentials
 from .login._password import CannotPrompt, choose_provider, password_login, terminal_password, terminal_username
 
-__all__ = ["Context", "Admin", "UNSET", "CannotPrompt", "username_input", "password_input"]
+__all__ = ["Context", "Admin", "UNSET", "CannotPrompt", "username_input", "password_input", "PasswordRejected",
+           "device_code_grant", "password_grant", "prompt_for_credentials"]
 
 
 # -- the prompt hooks ----------------------------------------------------------
@@ -146,7 +151,7 @@ def _parse_node_uri(uri: str) -> tuple[str, list[str]]:
     return base, []
 
 
-class Context(CredentialRequests):
+class Context(CredentialRequests, ContextProgress):
     """A connection to one Tiled server.
 
     Arguments (as the reference client's):
@@ -156,7 +161,10 @@ class Context(CredentialRequests):
         cache: a response ``Cache`` (or a mapping of its arguments); default none.
         timeout: seconds (one number), a mapping of phases, or ``Timeouts``.
         verify: TLS verification.
-        max_connections: size of the connection pool.
+        max_connections: size of the connection pool, and how many data
+            fetches (chunks, partitions) Dask tasks send at once.
+        show_progress: allow progress bars in interactive sessions (default
+            ``TILED_SHOW_PROGRESS``, on); see ``tracking_progress``.
         trust_env: honour proxy variables.
 
     Constructing it sends no request; the server's about document is fetched
@@ -179,7 +187,7 @@ class Context(CredentialRequests):
         trust_env: bool = True,
         _http_client: Any = None,
     ) -> None:
-        cache = _coerce_cache(cache)
+        cache = coerce_cache(cache, UNSET)
         if app is not None:
             raise TypeError("use Context.from_app(app) to talk to an in-process server")
         uri, key_in_uri = _split_api_key(uri)
@@ -208,8 +216,10 @@ class Context(CredentialRequests):
             cache=cache,
         )
         self._handle = SessionHandle(self._session, source)
-        self._server_info: dict | None = None
+        self._server_info: About | None = None
         self._closers: list = []
+        self.show_progress = show_progress_default(show_progress)
+        self.app = None  # the ASGI app, for from_app contexts
         self._in_process = _http_client is not None and hasattr(_http_client, "app")
 
     # -- constructors ------------------------------------------------------
@@ -255,8 +265,10 @@ class Context(CredentialRequests):
             cache=cache,
             timeout=timeout,
             max_connections=max_connections,
+            show_progress=show_progress,
             _http_client=client,
         )
+        context.app = app
         context._closers.append(lambda: client.__exit__(None, None, None))
         if guess_key:
             # A single-user app (no login providers): use its own key. A multi-user one: no key.
@@ -321,13 +333,16 @@ class Context(CredentialRequests):
 
     @cache.setter
     def cache(self, cache: Cache | None) -> None:
-        self._session.cache = _coerce_cache(cache)
+        self._session.cache = coerce_cache(cache, UNSET)
 
     @property
-    def server_info(self) -> dict:
-        """The server's about document (formats, queries, authentication), fetched once."""
+    def server_info(self) -> About:
+        """The server's about document (formats, queries, authentication), fetched once.
+
+        A dict whose keys are also attributes (``server_info.authentication.providers``).
+        """
         if self._server_info is None:
-            self._server_info = self._session.get_document("")
+            self._server_info = About(self._session.get_document(""))
         return self._server_info
 
     def __repr__(self) -> str:
@@ -469,17 +484,6 @@ class Context(CredentialRequests):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _coerce_cache(cache: Any) -> Cache | None:
-    """``UNSET``/None -> no cache; a mapping -> ``Cache(**mapping)`` (as profiles give it); a Cache as is."""
-    if cache is UNSET or cache is None:
-        return None
-    if isinstance(cache, Cache):
-        return cache
-    if isinstance(cache, collections.abc.Mapping):
-        return Cache(**cache)
-    raise TypeError(f"cache must be a tiled_core.client.cache.Cache (or a mapping of its arguments), not {type(cache).__name__}")
 
 
 def _app_api_key(app: Any) -> str | None:

@@ -22,6 +22,7 @@ from ._config import Limits, RetryPolicy, Timeouts
 from ._credentials import auth_hint, header_auth, identity
 from ._history import note_direct, observe
 from ._decode import JSON, MSGPACK, decode_document
+from ._gate import FetchGate
 from ._errors import AuthenticationError, ClientClosed, ConnectionFailed, MalformedResponse, RequestTimeout, ServerError
 from ._request import body_factory, check_headers, check_verify, data_headers, is_loopback, open_pools
 from ._response import check_response, checked_chunks, stream_into
@@ -101,6 +102,7 @@ class Session:
         observe(self._http)  # record_history() and show_logs() see every exchange of this client
         self._count_lock = threading.Lock()
         self.request_count = 0  # attempts sent; tests and benchmarks read it
+        self.fetch_gate = FetchGate(self.limits.max_connections)  # dask tasks' data fetches, at most this many at once
         # Once the server has answered, a refused connection means it is restarting: the retry
         # loop then waits for it until the deadline (a wrong port still fails fast).
         self._server_answered = False
