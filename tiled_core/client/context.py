@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time  # noqa: F401  (the device-code flow polls with time.sleep; scripts patch it here)
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
@@ -25,11 +24,14 @@ from ..transport import (
     token_file_for,
 )
 from ._about import About
+from ._uris import API_PREFIX, parse_node_uri as _parse_node_uri, split_api_key as _split_api_key
 from .cache import coerce_cache
 from ._progress_state import ContextProgress, show_progress_default
 from .login._credentials import Admin, CredentialRequests
+from .login._external import ExternalLogins
+from .login._tiled_auth import TiledAuth
 from .login._device import PasswordRejected, device_code_grant, password_grant, prompt_for_credentials
-from .login._password import CannotPrompt, choose_provider, password_login, terminal_password, terminal_username
+from .login._password import CannotPrompt, can_prompt, choose_provider, password_login, terminal_password, terminal_username
 
 __all__ = ["Context", "Admin", "UNSET", "CannotPrompt", "username_input", "password_input", "PasswordRejected",
            "device_code_grant", "password_grant", "prompt_for_credentials"]
@@ -68,10 +70,6 @@ def _replaced_hooks():
     return (username_input if username_input is not _DEFAULT_USERNAME_INPUT else None,
             password_input if password_input is not _DEFAULT_PASSWORD_INPUT else None)
 
-API_PREFIX = "/api/v1"
-_ROUTES = ("metadata", "search", "array/full", "array/block", "table/full", "table/partition",
-           "container/full", "awkward/full", "awkward/buffers", "node/full", "distinct", "revisions")
-
 
 class _Unset:
     def __repr__(self) -> str:
@@ -81,77 +79,7 @@ class _Unset:
 UNSET = _Unset()
 
 
-def _split_api_key(uri: str) -> tuple[str, str | None]:
-    """Remove ``api_key=`` from the query: keys travel in a header, never in URLs."""
-    if not isinstance(uri, str):
-        raise TypeError(f"the URI must be a string like 'http://host:8000/api/v1', not {type(uri).__name__}")
-    try:
-        parts = urlsplit(uri.strip())
-    except ValueError as error:  # e.g. an unclosed IPv6 bracket
-        raise ValueError(f"malformed URI {uri!r}: {error}") from None
-    _refuse_unmeant(uri, parts)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    keys = [v for k, v in query if k == "api_key"]
-    return urlunsplit(parts._replace(query="")), (keys[-1] if keys else None)
-
-
-def _refuse_unmeant(uri: str, parts) -> None:
-    """Refuse what would otherwise be dropped or mangled silently (no part of the query is echoed)."""
-    if any(ch.isspace() or not ch.isprintable() for ch in uri.strip()):
-        raise ValueError(f"the URI {_shown(parts)!r} contains spaces or control characters; "
-                         "percent-encode them (%20) if they belong to a key")
-    if "#" in uri:
-        raise ValueError(f"the URI {_shown(parts)!r} has a '#' fragment, which no Tiled request uses; remove it")
-    if parts.query:
-        names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
-        if names != ["api_key"] * len(names) or not names or "?" in parts.query:
-            raise ValueError(f"the URI {_shown(parts)!r} has query parameters other than api_key=, which would be "
-                             "ignored; remove them (give the node's path, and slices or formats in the call)")
-
-
-def _shown(parts) -> str:
-    """The URI without user info, query or fragment (they may hold a password or an API key)."""
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
-
-
-def _parse_node_uri(uri: str) -> tuple[str, list[str]]:
-    """``http://h/api/v1/metadata/a/b`` -> (``http://h/api/v1``, ["a", "b"])."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"Tiled URIs start with http:// or https://, not {uri!r}")
-    if "@" in parts.netloc:
-        # Not echoed: the part before "@" may be a password. Tiled takes no credentials in URLs.
-        raise ValueError(f"a Tiled URI carries no user name or password (found 'user@' before {parts.hostname!r}); "
-                         "use api_key= or log in")
-    if not parts.hostname:
-        raise ValueError(f"no host in URI {uri!r}")
-    if any(ch.isspace() or not ch.isprintable() for ch in parts.netloc):
-        raise ValueError(f"the host part of URI {uri!r} contains spaces or control characters")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError(f"URI {uri!r} has an invalid port: expected a number from 1 to 65535")
-    path = parts.path.rstrip("/")
-    if API_PREFIX in path:
-        prefix, _, rest = path.partition(API_PREFIX)
-        rest = rest.strip("/")
-        node: list[str] = []
-        for route in _ROUTES:
-            if rest == route or rest.startswith(route + "/"):
-                node = [p for p in rest[len(route):].split("/") if p]
-                break
-        else:
-            if rest:
-                raise ValueError(f"cannot tell which node {uri!r} names: expected .../api/v1/metadata/<path>")
-        base = urlunsplit((parts.scheme, parts.netloc, prefix + API_PREFIX, "", ""))
-        return base, node
-    base = urlunsplit((parts.scheme, parts.netloc, path + API_PREFIX, "", ""))
-    return base, []
-
-
-class Context(CredentialRequests, ContextProgress):
+class Context(CredentialRequests, ContextProgress, ExternalLogins):
     """A connection to one Tiled server.
 
     Arguments (as the reference client's):
@@ -306,6 +234,10 @@ class Context(CredentialRequests, ContextProgress):
         """
         return self._session.http_client
 
+    @http_client.setter
+    def http_client(self, client: "httpx.Client") -> None:
+        self._session.use_http_client(client)
+
     @property
     def api_key(self) -> str | None:
         """The API key in use (None without one). Set it to switch keys; set None to drop it."""
@@ -388,8 +320,10 @@ class Context(CredentialRequests, ContextProgress):
     def _use_cached_tokens(self) -> bool:
         """Use tokens a previous login saved for this server, if any (no request is sent)."""
         store = self._token_file()
-        if self.authenticated or store.load() is None:
+        if self.authenticated:
             return False
+        if store.load() is None:
+            return self._use_token_directory()  # an external provider's session (TiledAuth)
         self._install_tokens(store)
         return True
 
@@ -417,6 +351,11 @@ class Context(CredentialRequests, ContextProgress):
             raise RuntimeError("An API key is set. Cannot use both an API key and a login session.")
         authentication = self.server_info.get("authentication") or {}
         spec = choose_provider(list(authentication.get("providers") or []), provider, self._session.base_url)
+        if spec.get("mode") == "external":  # a browser login (device-code flow), kept as a TiledAuth
+            if not can_prompt():
+                raise CannotPrompt(f"logging in to {self._session.base_url} needs a web browser login and this "
+                                   "process has no terminal: use an API key, or set TILED_FORCE_PROMPT=1")
+            return self.configure_auth(prompt_for_credentials(self.http_client, [spec]), remember_me=remember_me)
         ask_username, ask_password = _replaced_hooks()
         reply = password_login(self._session, spec, username=username, password=password,
                                server=self._session.base_url, ask_username=ask_username, ask_password=ask_password)
@@ -445,6 +384,8 @@ class Context(CredentialRequests, ContextProgress):
         when the server cannot be told.
         """
         auth = self._session.auth
+        if isinstance(auth, TiledAuth):
+            return self._external_logout(auth)
         if not isinstance(auth, TokenAuth):
             return
         tokens = auth.tokens or auth.store.load()
@@ -457,6 +398,9 @@ class Context(CredentialRequests, ContextProgress):
         finally:
             auth.forget()
             self._forget_login()
+
+    def _external_login_installed(self, auth) -> None:
+        self._handle = SessionHandle(self._session, None)  # its tokens stay on this machine
 
     def _forget_login(self) -> None:
         """Stop using the login session here (its tokens stay wherever they are)."""

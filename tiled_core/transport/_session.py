@@ -103,8 +103,7 @@ class Session:
         self._count_lock = threading.Lock()
         self.request_count = 0  # attempts sent; tests and benchmarks read it
         self.fetch_gate = FetchGate(self.limits.max_connections)  # dask tasks' data fetches, at most this many at once
-        # Once the server has answered, a refused connection means it is restarting: the retry
-        # loop then waits for it until the deadline (a wrong port still fails fast).
+        # Once the server has answered, a refused connection means a restart: retries wait for it (a wrong port fails fast).
         self._server_answered = False
 
     # -- identity ------------------------------------------------------------
@@ -139,6 +138,11 @@ class Session:
     def auth(self) -> httpx.Auth | None:
         """The credential sent with requests (``ApiKeyAuth``, ``TokenAuth``, another ``httpx.Auth``, or None)."""
         return self._auth
+
+    def use_http_client(self, client: httpx.Client) -> None:
+        """Send through ``client`` from now on (its auth, cookies and pool; no direct read path)."""
+        self._http, self._bulk = client, None
+        observe(client)
 
     def set_auth(self, auth: httpx.Auth | None) -> None:
         """Switch credentials (e.g. after a login or logout); requests already under way keep theirs."""
