@@ -147,6 +147,7 @@ class Context(CredentialRequests, ContextProgress, ExternalLogins):
         self._server_info: About | None = None
         self._closers: list = []
         self.show_progress = show_progress_default(show_progress)
+        self._session.fetch_gate.watch_retries(self)  # the transport's retries show the retry indicator
         self.app = None  # the ASGI app, for from_app contexts
         self._in_process = _http_client is not None and hasattr(_http_client, "app")
 

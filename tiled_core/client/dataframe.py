@@ -256,5 +256,6 @@ class DaskDataFrameClient(DataFrameClient):
                            label="tiled-core-read-partition")
 
     def compute(self):
-        """Alias to ``client.read().compute()``."""
-        return self.read().compute()
+        """Alias to ``client.read().compute()``, with a progress bar in interactive sessions."""
+        with self._context.tracking_progress(self.structure().npartitions):
+            return self.read().compute()

@@ -188,7 +188,7 @@ class Session:
             # The bulk path would quietly open new sockets; say so instead, as httpx does.
             raise ClientClosed(f"cannot {method} {url}: this client was closed; connect again with from_uri")
         return run_with_retries(self.retry, method, url, self._answered(attempt), idempotent=idempotent,
-                                on_attempt=self._count, restarting=lambda: self._server_answered)
+                                on_attempt=self._count, restarting=lambda: self._server_answered, signals=self.fetch_gate)
 
     def _answered(self, attempt: Callable[[], T]) -> Callable[[], T]:
         """``attempt``, noting that the server answered when it returns (see ``_server_answered``)."""
