@@ -422,3 +422,30 @@ def test_token_directory_sessions(auth_server, tmp_path, monkeypatch):
         with httpx.Client(auth=stale, cookies=context.http_client.cookies) as raw:
             with pytest.raises(CannotRefreshAuthentication):  # the revoked session cannot be refreshed
                 raw.get(context.api_uri + "auth/whoami")
+
+
+def test_composite_read_counts_all_parts_fetches(tiled_server, monkeypatch):
+    from tiled_core.client import _progress_state, utils
+
+    monkeypatch.setattr(utils, "is_interactive", lambda: True)
+    totals = []
+    real_track = _progress_state.track
+
+    def recording_track(total, install):
+        totals.append(total)
+        return real_track(total, install)
+
+    monkeypatch.setattr(_progress_state, "track", recording_track)
+    client = _connect(tiled_server, show_progress=True)
+    with client.context:
+        composite = client.create_container(f"comp-{uuid.uuid4().hex[:8]}", specs=["composite"])
+        composite.write_array(np.arange(12.0).reshape(3, 4), key="small")
+        composite.write_array(np.arange(100.0).reshape(10, 10), key="large")
+        monkeypatch.setattr(ArrayClient, "RESPONSE_BYTESIZE_LIMIT", 100)  # 800 bytes: several requests
+        parts = composite.base["small"].fetch_count(), composite.base["large"].fetch_count()
+        assert parts[0] == 1 and parts[1] > 1
+        dataset = composite.read()
+        np.testing.assert_array_equal(dataset["large"].values, np.arange(100.0).reshape(10, 10))
+        assert totals == [sum(parts)]  # one bar for the whole read (the parts' own reads draw none)
+        composite.read(variables=["small"])
+        assert totals == [sum(parts)]  # one fetch: no bar
