@@ -404,6 +404,11 @@ def test_token_directory_sessions(auth_server, tmp_path, monkeypatch):
         assert tokens["access_token"] not in repr(auth) and tokens["refresh_token"] not in repr(auth)
         assert tokens["refresh_token"] not in pickle.dumps(auth).decode("latin-1")
 
+        assert set(context.tokens) == {"access_token", "refresh_token"}
+        assert tokens["access_token"] not in repr(context.tokens)
+        refreshed = context.force_auth_refresh()  # Tiled's own refresh (no client_id: not an OAuth2 provider)
+        assert refreshed["refresh_token"] == auth.sync_get_token("refresh_token", reload_from_disk=True)
+
         # A stale access token: the 401 leads to a refresh through the same client.
         auth.sync_set_token("access_token", "stale")
         assert context.whoami()["identities"][0]["id"] == "alice"

@@ -230,6 +230,7 @@ def track(total: int, install) -> Iterator[Any]:
 @contextlib.contextmanager
 def _terminal_bar(total: int) -> Iterator[ProgressState]:
     from rich.console import Console
+    from rich.errors import LiveError
     from rich.live import Live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
     from rich.spinner import Spinner
@@ -240,9 +241,17 @@ def _terminal_bar(total: int) -> Iterator[ProgressState]:
                         TimeRemainingColumn(), console=console)
     task_id = progress.add_task("Fetching data…", total=total)
     state = ProgressState(progress, task_id, Spinner("dots", text=f"[yellow]{_RETRYING}[/yellow]"))
-    with Live(progress, transient=True, console=console) as live:
+    live = Live(progress, transient=True, console=console)
+    try:
+        live.start()
+    except LiveError:  # another live display (the caller's own) is showing: no bar of ours
+        yield None
+        return
+    try:
         state._live = live
         yield state
+    finally:
+        live.stop()
 
 
 @contextlib.contextmanager
@@ -306,13 +315,16 @@ class ContextProgress:
     def tracking_progress(self, total: int) -> Iterator[Any]:
         """Draw a progress bar of ``total`` fetches while the block runs; yields its state, or None.
 
-        A bar is drawn only with ``show_progress`` on, ``total > 1`` and an
-        interactive session; an inner ``tracking_progress`` leaves the outer
-        bar in charge. Fetches of this context's Dask tasks advance it.
+        A bar is drawn only with ``show_progress`` on, ``total > 1``, an
+        interactive session and on the main thread; an inner
+        ``tracking_progress`` leaves the outer bar in charge. The fetches of
+        this context's reads and Dask tasks advance it, from any thread.
         """
         from . import utils  # looked up at each call: ``utils.is_interactive`` may be replaced
 
-        if total <= 1 or not self.show_progress or not utils.is_interactive() or self._progress_state is not None:
+        # Bars are the main thread's: reads on other threads advance its bar, if any, but draw none.
+        if (total <= 1 or not self.show_progress or self._progress_state is not None or not _on_main_thread()
+                or not utils.is_interactive()):
             yield None
             return
 

@@ -9,11 +9,13 @@ token reply obtained elsewhere.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-from ...transport import cache_directory
+import platformdirs
+
 from ._tiled_auth import TiledAuth
 
 __all__ = ["ExternalLogins"]
@@ -26,8 +28,11 @@ class ExternalLogins:
 
     @property
     def _token_cache(self) -> Path:
-        """Where token directories live: ``$TILED_CACHE_DIR/tokens`` (or the user's cache); settable."""
-        return self._token_cache_override or cache_directory() / "tokens"
+        """Where token directories live, as for the reference client: ``$TILED_CACHE_DIR/tokens``, else
+        ``tokens`` in the user's cache directory for ``tiled``; settable."""
+        if self._token_cache_override is not None:
+            return self._token_cache_override
+        return Path(os.environ.get("TILED_CACHE_DIR") or platformdirs.user_cache_dir("tiled"), "tokens")
 
     @_token_cache.setter
     def _token_cache(self, path) -> None:
