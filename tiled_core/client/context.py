@@ -24,14 +24,14 @@ from ..transport import (
     token_file_for,
 )
 from ._about import About
+from ._progress_state import ContextProgress, show_progress_default
 from ._uris import API_PREFIX, parse_node_uri as _parse_node_uri, split_api_key as _split_api_key
 from .cache import coerce_cache
-from ._progress_state import ContextProgress, show_progress_default
 from .login._credentials import Admin, CredentialRequests
-from .login._external import ExternalLogins
-from .login._tiled_auth import TiledAuth
 from .login._device import PasswordRejected, device_code_grant, password_grant, prompt_for_credentials
+from .login._external import ExternalLogins
 from .login._password import CannotPrompt, can_prompt, choose_provider, password_login, terminal_password, terminal_username
+from .login._tiled_auth import TiledAuth
 
 __all__ = ["Context", "Admin", "UNSET", "CannotPrompt", "username_input", "password_input", "PasswordRejected",
            "device_code_grant", "password_grant", "prompt_for_credentials"]
