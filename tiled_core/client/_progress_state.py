@@ -27,11 +27,10 @@ _RETRYING = "Retrying…"
 
 
 def _ipython():
-    if importlib.util.find_spec("IPython") is None:
-        return None
-    from IPython import get_ipython
-
-    return get_ipython()
+    """The running IPython shell, if any (an IPython session has imported IPython: no import here)."""
+    module = sys.modules.get("IPython")
+    get_ipython = getattr(module, "get_ipython", None)
+    return get_ipython() if get_ipython is not None else None
 
 
 def is_interactive() -> bool:
@@ -311,6 +310,13 @@ class ContextProgress:
         """The bar being drawn (a ProgressState), or None."""
         return self._progress_state
 
+    def _bars_possible(self) -> bool:
+        """Whether ``tracking_progress`` could draw a bar now (callers skip counting fetches otherwise)."""
+        from . import utils
+
+        return (self.show_progress and self._progress_state is None and _on_main_thread()
+                and utils.is_interactive())
+
     @contextlib.contextmanager
     def tracking_progress(self, total: int) -> Iterator[Any]:
         """Draw a progress bar of ``total`` fetches while the block runs; yields its state, or None.
@@ -320,11 +326,9 @@ class ContextProgress:
         ``tracking_progress`` leaves the outer bar in charge. The fetches of
         this context's reads and Dask tasks advance it, from any thread.
         """
-        from . import utils  # looked up at each call: ``utils.is_interactive`` may be replaced
-
         # Bars are the main thread's: reads on other threads advance its bar, if any, but draw none.
-        if (total <= 1 or not self.show_progress or self._progress_state is not None or not _on_main_thread()
-                or not utils.is_interactive()):
+        # (``utils.is_interactive`` is looked up at each call: it may be replaced.)
+        if total <= 1 or not self._bars_possible():
             yield None
             return
 

@@ -122,7 +122,8 @@ class ArrayClient(BaseClient):
         out = np.empty(selection.shape, dtype=structure.dtype)
         if out.size:
             # A bar (interactive sessions only) when the read takes several requests.
-            with self._context.tracking_progress(ArrayClient.fetch_count(self, slice)):
+            total = ArrayClient.fetch_count(self, slice) if self._context._bars_possible() else 0
+            with self._context.tracking_progress(total):
                 read_selection_into(
                     self._context.session, self._path, selection, out, structure.chunks,
                     whole=slice is None or _covers(selection, structure.shape),
@@ -303,7 +304,7 @@ class DaskArrayClient(ArrayClient):
     def compute(self) -> np.ndarray:
         """The entire array, in memory: ``read().compute()`` (``fetch_count()`` requests, on the
         current dask scheduler), with a progress bar in interactive sessions."""
-        with self._context.tracking_progress(self.fetch_count()):
+        with self._context.tracking_progress(self.fetch_count() if self._context._bars_possible() else 0):
             return self._dask_array().compute()
 
     def read(self, slice=None):

@@ -134,7 +134,8 @@ def read_dataset(base, contents: dict[str, dict], variables: list[str] | None, d
     """Read the wanted parts of a composite node (``base``: it as a plain Container) into a Dataset,
     under one progress bar (interactive sessions) for all of their fetches."""
     plan = _plan(contents, variables)
-    with base.context.tracking_progress(_fetch_count(base, contents, plan)):
+    total = _fetch_count(base, contents, plan) if base.context._bars_possible() else 0
+    with base.context.tracking_progress(total):
         return _read_dataset(base, plan, dim0)
 
 
