@@ -251,6 +251,10 @@ def test_show_progress_setting(tiled_server, monkeypatch):
     monkeypatch.setenv("TILED_SHOW_PROGRESS", "0")
     with Context(tiled_server.uri, show_progress=True) as context:
         assert context.show_progress is True
+    monkeypatch.setenv("TILED_SHOW_PROGRESS", "1")
+    client = _connect(tiled_server, show_progress=False)  # from_uri passes it on
+    with client.context as context:
+        assert context.show_progress is False
 
 
 def test_no_progress_bar_outside_interactive_sessions(tiled_server, chunky, capfd):

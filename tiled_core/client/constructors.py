@@ -126,6 +126,7 @@ def from_uri(
         api_key: the API key (default: ``TILED_API_KEY``); sent in a header.
         auth: a custom ``httpx.Auth`` instead of an API key or login.
         headers, timeout, verify, max_connections, trust_env: connection settings.
+        show_progress: allow progress bars in interactive sessions (see ``Context``).
         username, auth_provider, prompt_for_reauthentication: deprecated and
             ignored, with a warning (as in the reference client); use
             ``client.login(username=...)``.
@@ -148,7 +149,7 @@ def from_uri(
         raise ValueError(f"auth must be an httpx.Auth or None, not {type(auth).__name__}")
     context, node_path_parts = Context.from_any_uri(
         uri, headers=headers, api_key=api_key, cache=cache, timeout=timeout, verify=verify,
-        max_connections=max_connections, trust_env=trust_env,
+        max_connections=max_connections, show_progress=show_progress, trust_env=trust_env,
     )
     if auth is not None:
         if context.session.has_api_key:
