@@ -345,6 +345,7 @@ def test_transport_retries_show_the_indicator(proxy, tiled_server, monkeypatch, 
     from tiled_core.client import from_uri
 
     monkeypatch.setattr("time.sleep", lambda seconds: None)
+    monkeypatch.setattr("tiled_core.client.utils.is_interactive", lambda: True)
     client = from_uri(proxy.uri, api_key=tiled_server.api_key)
     with client.context as context:
         signals = []
@@ -358,11 +359,13 @@ def test_transport_retries_show_the_indicator(proxy, tiled_server, monkeypatch, 
         assert signals == []  # no retry, no signal
         monkeypatch.undo()
     monkeypatch.setattr("time.sleep", lambda seconds: None)
-    client = from_uri(proxy.uri, api_key=tiled_server.api_key)
-    with client.context:
-        proxy.status(503, times=1)
-        list(client)
-    assert capsys.readouterr().err.count("Retrying") == 1
+    for interactive, lines in ((False, 0), (True, 1)):  # scripts and pipelines stay quiet
+        monkeypatch.setattr("tiled_core.client.utils.is_interactive", lambda: interactive)
+        client = from_uri(proxy.uri, api_key=tiled_server.api_key)
+        with client.context:
+            proxy.status(503, times=1)
+            list(client)
+        assert capsys.readouterr().err.count("Retrying") == lines
 
 
 def test_server_info_attributes_and_app(tiled_server):

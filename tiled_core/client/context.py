@@ -147,7 +147,12 @@ class Context(CredentialRequests, ContextProgress, ExternalLogins):
         self._server_info: About | None = None
         self._closers: list = []
         self.show_progress = show_progress_default(show_progress)
-        self._session.fetch_gate.watch_retries(self)  # the transport's retries show the retry indicator
+        # The transport's own retries show the retry indicator in interactive sessions only:
+        # scripts and pipelines stay quiet (their retries are logged at debug level).
+        from . import utils
+
+        if utils.is_interactive():
+            self._session.fetch_gate.watch_retries(self)
         self.app = None  # the ASGI app, for from_app contexts
         self._in_process = _http_client is not None and hasattr(_http_client, "app")
 
