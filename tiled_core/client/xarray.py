@@ -9,6 +9,7 @@ dimension names in the array structure's ``dims``.
 from __future__ import annotations
 
 import copy
+import threading
 
 from ..structures import Spec
 from .container import ITEM_FIELDS, Container
@@ -111,7 +112,7 @@ class DaskDatasetClient(Container):
         handle, url_limit = self._context.session_handle, self.URL_CHARACTER_LIMIT
         for names in tables:
             # One task fetches the group's table; each variable is a column of it.
-            table = dask.delayed(_fetch_table, pure=True)(handle, self._path, tuple(names), url_limit)
+            table = dask.delayed(_SharedTable(handle, self._path, tuple(names), url_limit))()
             for name in names:
                 structure = clients[name].structure()
                 column = dask.delayed(_column_of, pure=True)(table, name, structure.dtype, tuple(structure.shape))
@@ -173,8 +174,29 @@ def _column_of(table, name: str, dtype, shape: tuple):
     return values.astype(dtype, copy=False)
 
 
-def _fetch_table(handle, path, names, url_limit):
-    return fetch_columns(handle.get(), path, names, url_limit)
+class _SharedTable:
+    """A group's table, fetched once (xarray computes index coordinates when it builds the Dataset,
+    and the rest later). Pickles without the table or the lock (credential sources only, in the handle)."""
+
+    def __init__(self, handle, path, names, url_limit) -> None:
+        self._args = (handle, path, names, url_limit)
+        self._table = None
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        with self._lock:
+            if self._table is None:
+                handle, path, names, url_limit = self._args
+                self._table = fetch_columns(handle.get(), path, names, url_limit)
+            return self._table
+
+    def __getstate__(self):
+        return {"_args": self._args}
+
+    def __setstate__(self, state):
+        self._args = state["_args"]
+        self._table = None
+        self._lock = threading.Lock()
 
 
 def write_xarray_dataset(client_node, dataset, key=None, *, on_conflict: str = "error"):
