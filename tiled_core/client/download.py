@@ -66,7 +66,13 @@ class _Tasks:
 def progress_tasks() -> Iterator[_Tasks]:
     """A context giving :class:`_Tasks` over one rich progress display (hidden unless stderr is a terminal)."""
     try:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
     except ImportError:
         yield _Tasks(None)
         return
