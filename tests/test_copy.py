@@ -305,7 +305,7 @@ def test_external_data_is_registered_or_copied(tiled_server, ref_root, source, d
 
     # A container backed by a file (an HDF5 group) is registered whole: the same data source and
     # assets, its children not created one by one.
-    h5 = path.with_suffix(".h5")
+    h5 = path.with_name(path.stem + "-group.h5")
     with h5py.File(h5, "w") as f:
         f.create_group("g")["x"] = np.arange(3)
     ref_parent.register(h5, key=h5.stem)
