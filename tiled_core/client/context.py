@@ -187,10 +187,14 @@ class Context(CredentialRequests, ContextProgress, ExternalLogins):
         """
         from starlette.testclient import TestClient  # only for in-process apps
 
+        from ..transport._in_process import OneAtATime
+
         guess_key = api_key is UNSET
         api_key = None if guess_key else api_key
         base = uri or "http://local-tiled-app"
         client = TestClient(app, base_url=base, raise_server_exceptions=raise_server_exceptions)
+        # One request at a time: the app's in-memory catalog cannot take concurrent ones (see OneAtATime).
+        client._transport = OneAtATime(client._transport)
         client.__enter__()  # runs the lifespan: the catalog needs its startup
         context = cls(
             base.rstrip("/") + API_PREFIX if API_PREFIX not in base else base,

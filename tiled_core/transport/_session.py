@@ -370,10 +370,16 @@ class Session:
             return response.status_code, response.headers
 
     @contextlib.contextmanager
-    def stream(self, path: str, params: Params = None, *, accept: str) -> Iterator[Iterator[bytes]]:
-        """GET and yield an iterator over the (decoded) body chunks; for exports."""
+    def stream(self, path: str, params: Params = None, *, accept: str,
+               accept_encoding: str | None = None) -> Iterator[Iterator[bytes]]:
+        """GET and yield an iterator over the (decoded) body chunks; for exports.
+
+        ``accept_encoding`` replaces the session's ``Accept-Encoding`` for this request.
+        """
         url = self.url(path)
         headers = self._data_headers(accept)
+        if accept_encoding is not None:
+            headers["accept-encoding"] = accept_encoding
 
         def attempt():
             request = self._http.build_request("GET", url, params=params, headers=headers)
