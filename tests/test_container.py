@@ -422,10 +422,15 @@ def test_lookups_inside_a_search(ours):
     assert "n0" in found and "n1" not in found
     with pytest.raises(KeyError):
         found["n1"]  # exists in the container but is excluded by the search
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as error:
         found["n1/anything"]
-    with pytest.raises(KeyError):
+    assert error.value.args[0] == "n1"  # the key the search excludes, not the whole path
+    with pytest.raises(KeyError) as error:
+        found["n1", "anything", "deeper"]
+    assert error.value.args[0] == "n1"
+    with pytest.raises(KeyError) as error:
         found["nope"]
+    assert error.value.args[0] == "nope"
     assert found.get("n2", "excluded") == "excluded"
     assert found.keys()[-1] == "n5"
     assert found.values()[0].item["id"] == "n0"

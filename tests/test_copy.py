@@ -6,14 +6,15 @@ import threading
 import tracemalloc
 import uuid
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
-from tiled_core.client import from_uri
+from tiled_core.client import Context, from_context, from_uri, record_history
 from tiled_core.client.conflict import INCOMPLETE_SPEC
-from tiled_core.client.sync import CopyError, CopyProgress, copy
-from tiled_core.transport import Conflict, TransportError
+from tiled_core.client.sync import CopyConflict, CopyError, CopyProgress, copy
+from tiled_core.transport import ClientError, Conflict, TransportError
 
 from _checks import running
 from _copy_helpers import assert_same_tree, count_nodes, read_table, write_tree
@@ -119,6 +120,9 @@ def test_existing_keys_error_warn_skip(source, dest, ref_dest_root):
         copy(source["nested"], dest, progress=False)
     assert isinstance(caught.value.__cause__, Conflict)
     assert caught.value.summary.failed == 1
+    # As the reference's copy raises it: the server's 409, a ClientError (and still a CopyError).
+    assert isinstance(caught.value, CopyConflict) and isinstance(caught.value, ClientError)
+    assert caught.value.status == 409 and caught.value.response.status_code == 409
     with pytest.warns(UserWarning, match="Skipped existing entry /.*/deeper"):
         summary = copy(source["nested"], dest, on_conflict="warn", progress=False)
     assert summary.nodes == 0 and summary.skipped == 4  # deeper, its leaf and hollow, tbl
@@ -299,6 +303,21 @@ def test_external_data_is_registered_or_copied(tiled_server, ref_root, source, d
     assert registered.management == "external" and registered.mimetype == original.mimetype
     assert [a.data_uri for a in registered.assets] == [a.data_uri for a in original.assets]
 
+    # A container backed by a file (an HDF5 group) is registered whole: the same data source and
+    # assets, its children not created one by one.
+    h5 = path.with_name(path.stem + "-group.h5")
+    with h5py.File(h5, "w") as f:
+        f.create_group("g")["x"] = np.arange(3)
+    ref_parent.register(h5, key=h5.stem)
+    group = {h5.stem: source[h5.stem]}
+    with record_history() as history:
+        copy(group, dest, progress=False)
+    (registered,) = dest.include_data_sources()[h5.stem].data_sources()
+    (original,) = source.include_data_sources()[h5.stem].data_sources()
+    assert registered.management == "external" and registered.structure_family == "container"
+    assert [a.data_uri for a in registered.assets] == [a.data_uri for a in original.assets]
+    assert not [r for r in history.requests if r.method == "POST" and f"/{h5.stem}" in r.url.path]
+
     copied = dest.create_container("as-data")
     copy(one, copied, external="data", progress=False)
     sources = copied[path.stem].data_sources()
@@ -329,3 +348,33 @@ def test_peak_memory_of_a_large_copy_stays_bounded(root, second_server):
         np.testing.assert_array_equal(block, np.arange(2048 * 4096, dtype="f8").reshape(2048, 4096)[1536:, 3072:])
     finally:
         dest.context.close()
+
+
+# -- in-process apps ------------------------------------------------------------------------
+def test_copy_between_in_process_apps(tmp_path):
+    """Apps over in-memory catalogs (one shared database connection) take the copy's requests
+    one at a time: concurrent ones would interleave their transactions and fail."""
+    pytest.importorskip("tiled.catalog")
+    from tiled.catalog import in_memory
+    from tiled.server.app import build_app
+
+    def app(name):
+        storage = tmp_path / name
+        storage.mkdir()
+        return build_app(in_memory(named_memory=f"{name}-{uuid.uuid4().hex[:6]}",
+                                   writable_storage=[str(storage), f"duckdb:///{storage}/data.duckdb"]))
+
+    with Context.from_app(app("src")) as sc, Context.from_app(app("dst")) as dc:
+        source, dest = from_context(sc), from_context(dc)
+        frame = pd.DataFrame({"x": [1, 2, 3], "y": [4.0, 5.0, 6.0]})
+        for parent in (source, source.create_container("c")):
+            for i in range(4):
+                parent.write_array(np.arange(10) * i, key=f"a{i}", metadata={"i": i})
+                parent.write_table(frame, key=f"t{i}")
+        summary = copy(source, dest, progress=False)
+        assert summary.failed == 0
+        assert list(dest) == list(source) and list(dest["c"]) == list(source["c"])
+        np.testing.assert_array_equal(dest["c"]["a3"].read(), np.arange(10) * 3)
+        pd.testing.assert_frame_equal(dest["c"]["t2"].read(), frame)
+        with pytest.raises(ClientError):
+            copy(source, dest, progress=False)

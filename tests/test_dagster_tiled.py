@@ -783,15 +783,13 @@ def _dagster_env(tmp_path, **extra) -> dict:
     return env
 
 
-def test_example_definitions_load_as_dagster_dev_loads_them(tmp_path):
+def test_example_definitions_without_tiled_uri_say_what_to_set(tmp_path):
+    """Loading as ``dagster dev`` does, without TILED_URI: one line that says what to set, no traceback.
+
+    (That they load with it set is what tests/test_dagster_ui.py's ``dagster dev`` shows.)
+    """
     root = Path(__file__).resolve().parents[1]
     validate = [sys.executable, "-m", "dagster", "definitions", "validate", "-f", "example_flows/dagster_scans.py"]
-    # Loading needs TILED_URI set, not a server: resources resolve at run time.
-    result = subprocess.run(validate, cwd=root, env=_dagster_env(tmp_path, TILED_URI="http://127.0.0.1:9/api/v1"),
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Validation successful" in result.stdout + result.stderr
-    # Without TILED_URI: one line that says what to set, no traceback.
     result = subprocess.run(validate, cwd=root, env=_dagster_env(tmp_path), capture_output=True, text=True,
                             timeout=240)
     assert result.returncode != 0

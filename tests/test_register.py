@@ -15,7 +15,7 @@ import zarr
 
 from tiled_core.client.register import register, strip_suffixes
 from tiled_core.structures import ArrayStructure, Asset, DataSource, Management, Spec
-from tiled_core.transport import Conflict
+from tiled_core.transport import ClientError, Conflict
 
 from _checks import sends_no_request
 
@@ -217,3 +217,65 @@ def test_tree_and_broken_lookup(place, files, capsys):
     assert capsys.readouterr().out.splitlines() == ["├── grp", "│   └── y", "└── x"]
     tree(place["h5tree"], max_lines=1)
     assert "truncated at 1 lines" in capsys.readouterr().out
+
+
+def test_raw_export_compression_and_progress(place, files, tmp_path, monkeypatch):
+    """raw_export streams compressed, but never blosc2 (``STREAMING_ACCEPT_ENCODING``); with
+    compression=False the file comes as is; each file's progress total is its recorded size."""
+    from rich.progress import Progress
+
+    from tiled_core.client import record_history
+    from tiled_core.client.download import STREAMING_ACCEPT_ENCODING
+
+    payload = b"the quick brown fox " * 9000
+    (files / "fox.bin").write_bytes(payload)
+    (files / "fox2.bin").write_bytes(payload)
+    for key, name, size in (("fox", "fox.bin", len(payload)), ("fox_unsized", "fox2.bin", None)):
+        asset = Asset(data_uri=(files / name).as_uri(), is_directory=False, parameter="data_uris", num=0, size=size)
+        place.new("bytes", [DataSource(structure_family="bytes", structure={}, mimetype="application/octet-stream",
+                                       assets=[asset], management=Management.external)], key=key)
+    totals = []
+    original = Progress.add_task
+    monkeypatch.setattr(Progress, "add_task", lambda self, *a, total=None, **k: totals.append(total) or original(
+        self, *a, total=total, **k))
+    # Even when the script's own headers ask for blosc2.
+    place.context.http_client.headers["Accept-Encoding"] = "blosc2, zstd, gzip"
+    for compression, expected_encoding in ((True, STREAMING_ACCEPT_ENCODING), (False, "identity")):
+        with record_history() as history:
+            (path,) = place["fox"].raw_export(tmp_path / str(compression), compression=compression)
+        assert path.read_bytes() == payload
+        ((request, response),) = [(q, r) for q, r in zip(history.requests, history.responses)
+                                  if "/asset/bytes/" in str(q.url)]
+        assert request.headers["accept-encoding"] == expected_encoding and "blosc2" not in expected_encoding
+        if compression:
+            assert response.headers["content-encoding"] != "blosc2" and "content-length" not in response.headers
+        else:
+            assert int(response.headers["content-length"]) == len(payload)
+    buffers = {}
+    assert place["fox_unsized"].raw_export(buffers) == ["fox2.bin"] and buffers["fox2.bin"].read() == payload
+    assert totals == [len(payload), len(payload), None]
+    del place.context.http_client.headers["Accept-Encoding"]
+
+
+def test_download_checks_its_arguments_and_writes_whole_files(place, files, tmp_path):
+    from tiled_core.client.download import ATTACHMENT_FILENAME_PLACEHOLDER, download
+
+    (files / "small.bin").write_bytes(b"abc" * 1000)
+    asset = Asset(data_uri=(files / "small.bin").as_uri(), is_directory=False, parameter="data_uris", num=0, size=3000)
+    place.new("bytes", [DataSource(structure_family="bytes", structure={}, mimetype="application/octet-stream",
+                                   assets=[asset], management=Management.external)], key="small")
+    http = place.context.http_client
+    with pytest.raises(ValueError, match="as many totals as URLs"):
+        download(http, ["u1", "u2"], ["t1", "t2"], totals=[1])
+    with pytest.raises(ValueError, match="as many paths as URLs"):
+        download(http, ["u1", "u2"], ["t1"])
+    (asset_id,) = [a.id for a in place["small"].data_sources()[0].assets]
+    url = f"{place.context.api_uri}asset/bytes/{place['small'].path.lstrip('/')}?id={asset_id}"
+    (written,) = download(http, [url], [tmp_path / ATTACHMENT_FILENAME_PLACEHOLDER], totals=[3000],
+                          accept_encoding="identity")
+    assert written == tmp_path / "small.bin" and written.read_bytes() == b"abc" * 1000
+    buffers = {}
+    assert download(http, [url], ["k"], mapping=buffers) == ["k"] and buffers["k"].read() == b"abc" * 1000
+    with pytest.raises(ClientError):
+        download(http, [url.replace("?id=", "?id=9")], [tmp_path / "missing.bin"])
+    assert not list(tmp_path.glob("missing.bin*"))  # nothing half written

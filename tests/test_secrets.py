@@ -352,7 +352,9 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
     from tiled_core.client import Context, from_context, record_history
     from tiled_core.client.cache import Cache, ThreadingMode
     from tiled_core.client.sync import copy
+    from tiled_core.client.auth import TiledAuth
     from tiled_core.client.transport import Transport
+    from tiled_core.client.utils import ProgressState, StandaloneRetryIndicator
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TILED_API_KEY", KEY)
@@ -385,7 +387,14 @@ def test_reprs_of_everything_reachable(hunt, server, keyed, tree, login, auth_se
         batch.write_array(np.arange(3), key="written", metadata={"by": "a batch"})
         batch.wait()
         public_classes, public_values = _public_names()
-        roots = [
+        token_directory_login = TiledAuth(server.uri + "/api/v1/auth/session/refresh", None, None)
+        directory_token = "tok-" + uuid.uuid4().hex
+        hunt.add("a token-directory access token", directory_token)
+        token_directory_login.sync_tokens({"access_token": directory_token, "refresh_token": directory_token + "r"})
+        from rich.progress import Progress
+
+        bar = ProgressState(Progress(), 0, None)
+        roots = [token_directory_login, bar, StandaloneRetryIndicator(),
             *public_values, server, auth_server, keyed, env_lazy, cached, cached[tree], login, login.context,
             from_context(bob), bob, api_key, list(keyed[tree].values()), list(env_lazy[tree].values()),
             query_objects, searched, box.sort(("unit", -1)), summary, progress, history, revalidated, Transport(),

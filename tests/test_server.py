@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -98,3 +100,11 @@ def test_simple_starts_a_server_of_ones_own_and_connects_to_it(tmp_path, capsys)
         again.context.close()
         SERVERS.pop().close()
     assert (kept / "catalog.db").exists()
+    # Both catalogs were copied from one empty catalog built once (``serve --init`` is half a start).
+    from importlib.metadata import version
+
+    from tiled_core.server import _copy_empty_catalog
+
+    assert _copy_empty_catalog(tmp_path / "third.db")
+    assert (tmp_path / "third.db").read_bytes() == next(
+        Path(tempfile.gettempdir()).glob(f"tiled-core-{os.getuid()}/empty-catalog-{version('tiled')}.db")).read_bytes()

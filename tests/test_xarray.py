@@ -194,3 +194,48 @@ def test_custom_dispatch_without_a_family_falls_back(tiled_server, stored):
         assert {s.name for s in node.specs} == {"xarray_dataset"}
     finally:
         client.context.close()
+
+
+WIDE = xr.Dataset(
+    {f"channel_{i:03}": ("t", i * np.ones(5)) for i in range(12)},
+    coords={"t": np.arange(5), "label": ("t", np.array(["a", "bb", "c", "d", "e"]))},
+)
+
+
+@pytest.fixture(scope="module")
+def wide(root_module, tiled_server):
+    node = root_module.create_container(f"wide-{uuid.uuid4().hex[:8]}")
+    write_xarray_dataset(node, WIDE, key="ds")
+    return node.item["id"]
+
+
+@pytest.fixture(scope="module")
+def root_module(tiled_server):
+    client = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
+    yield client
+    client.context.close()
+
+
+@pytest.mark.parametrize("limit", [80_000, 10])
+def test_wide_dataset_is_one_table_read(root_module, wide, limit, monkeypatch):
+    """The 1-D variables of one dimension arrive in one table request (a POST past the URL limit)."""
+    from tiled_core.client import record_history
+
+    node = root_module[wide]["ds"]
+    monkeypatch.setattr(BaseClient, "URL_CHARACTER_LIMIT", limit)
+    with record_history() as history:
+        result = node.read()
+    xr.testing.assert_identical(result, WIDE)
+    data = [r for r in history.requests if "/container/full/" in str(r.url)]
+    assert len(data) == 1  # 12 channels and both coordinates, on dimension t
+    assert data[0].method == ("POST" if limit == 10 else "GET")
+    assert len(history.requests) <= 2  # plus at most one listing of the variables
+    with record_history() as history:
+        lazy = from_uri(root_module.uri, api_key=root_module.context.api_key, structure_clients="dask")[wide]["ds"]
+        result = lazy.read()
+        assert isinstance(result["channel_003"].data, da.Array)
+        xr.testing.assert_identical(result.compute(), WIDE)
+    assert sum("/container/full/" in str(r.url) for r in history.requests) == 1
+    with record_history() as history:
+        xr.testing.assert_identical(node.read(optimize_wide_table=False), WIDE)
+    assert sum("/array/full/" in str(r.url) for r in history.requests) == 14

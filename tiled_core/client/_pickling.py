@@ -91,6 +91,7 @@ def reduce_context(context: "Context"):
         "verify": os.fspath(verify) if isinstance(verify, os.PathLike) else verify,
         "max_connections": context.max_connections,
         "trust_env": context._trust_env,
+        "show_progress": context.show_progress,
         "retry": session.retry,
         "cache": session.cache,
         "server_info": context._server_info,
@@ -106,7 +107,7 @@ def _rebuild_context(state: dict) -> "Context":
 
     context = Context(state["uri"], headers=state["headers"], cache=state["cache"], timeout=state["timeout"],
                       verify=state["verify"], max_connections=state["max_connections"],
-                      trust_env=state["trust_env"])
+                      trust_env=state["trust_env"], show_progress=state.get("show_progress"))
     session = context.session
     session.retry = state["retry"]
     context._server_info = state["server_info"]

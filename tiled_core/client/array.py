@@ -121,11 +121,14 @@ class ArrayClient(BaseClient):
         selection = normalize(slice, structure.shape)
         out = np.empty(selection.shape, dtype=structure.dtype)
         if out.size:
-            read_selection_into(
-                self._context.session, self._path, selection, out, structure.chunks,
-                whole=slice is None or _covers(selection, structure.shape),
-                limit=_byte_limit(self.RESPONSE_BYTESIZE_LIMIT),
-            )
+            # A bar (interactive sessions only) when the read takes several requests.
+            total = ArrayClient.fetch_count(self, slice) if self._context._bars_possible() else 0
+            with self._context.tracking_progress(total):
+                read_selection_into(
+                    self._context.session, self._path, selection, out, structure.chunks,
+                    whole=slice is None or _covers(selection, structure.shape),
+                    limit=_byte_limit(self.RESPONSE_BYTESIZE_LIMIT),
+                )
         return np.flip(out, selection.flip) if selection.flip else out
 
     def _read_block_numpy(self, block, slice=None) -> np.ndarray:
@@ -300,8 +303,9 @@ class DaskArrayClient(ArrayClient):
 
     def compute(self) -> np.ndarray:
         """The entire array, in memory: ``read().compute()`` (``fetch_count()`` requests, on the
-        current dask scheduler)."""
-        return self._dask_array().compute()
+        current dask scheduler), with a progress bar in interactive sessions."""
+        with self._context.tracking_progress(self.fetch_count() if self._context._bars_possible() else 0):
+            return self._dask_array().compute()
 
     def read(self, slice=None):
         """A dask array of the entire array, or of a selection."""

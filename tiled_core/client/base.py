@@ -316,7 +316,7 @@ class BaseClient:
             destination: a directory (default: the current one), or a MutableMapping
                 that receives one ``io.BytesIO`` per file.
             max_workers: files downloaded at once.
-            compression: accepted for compatibility (the transport negotiates it).
+            compression: True (default) streams compressed (any coding but blosc2); False asks for none.
             destination_directory: the older name of ``destination`` (a DeprecationWarning).
 
         Returns the paths (or mapping keys) written. A node whose data the server

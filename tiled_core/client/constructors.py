@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -125,6 +126,7 @@ def from_uri(
         api_key: the API key (default: ``TILED_API_KEY``); sent in a header.
         auth: a custom ``httpx.Auth`` instead of an API key or login.
         headers, timeout, verify, max_connections, trust_env: connection settings.
+        show_progress: allow progress bars in interactive sessions (see ``Context``).
         username, auth_provider, prompt_for_reauthentication: deprecated and
             ignored, with a warning (as in the reference client); use
             ``client.login(username=...)``.
@@ -147,7 +149,7 @@ def from_uri(
         raise ValueError(f"auth must be an httpx.Auth or None, not {type(auth).__name__}")
     context, node_path_parts = Context.from_any_uri(
         uri, headers=headers, api_key=api_key, cache=cache, timeout=timeout, verify=verify,
-        max_connections=max_connections, trust_env=trust_env,
+        max_connections=max_connections, show_progress=show_progress, trust_env=trust_env,
     )
     if auth is not None:
         if context.session.has_api_key:
@@ -165,7 +167,10 @@ def from_profile(name: str, structure_clients: Any = None, **kwargs):
     """Connect using a named profile (see ``tiled_core.profiles``); keyword arguments override it."""
     from .. import profiles
 
-    content = profiles.profile_to_from_uri_kwargs(profiles.resolve_profile(name))
+    resolved = profiles.resolve_profile(name)
+    if "direct" in resolved:
+        return _from_direct_profile(name, resolved, structure_clients, kwargs)
+    content = profiles.profile_to_from_uri_kwargs(resolved)
     if structure_clients is not None:
         content["structure_clients"] = structure_clients
     content.update(kwargs)
@@ -177,6 +182,40 @@ def from_profile(name: str, structure_clients: Any = None, **kwargs):
     except ValueError as error:  # a setting the profile schema lets through (timeout 0, an ftp:// uri, ...)
         where = profiles.list_profiles().get(name)
         raise profiles.ProfileError(f"profile {name!r}{f' in {where}' if where else ''}: {error}") from error
+
+
+def _from_direct_profile(name: str, content: dict, structure_clients: Any, overrides: dict):
+    """A ``direct`` profile: its server configuration run in this process (``Context.from_app``).
+
+    Needs the tiled server package (``tiled[server]``); the configuration is
+    validated by it, and imports in it may name modules next to the profile file.
+    """
+    import contextlib
+    import sys
+
+    from .. import profiles
+
+    try:
+        from tiled.server.app import build_app_from_config
+    except ImportError:
+        raise profiles.ProfileError(f"profile {name!r} runs a server in this process ('direct'), which needs the "
+                                    "tiled server package: pip install 'tiled[server]'") from None
+    merged = {**content, **overrides}
+    config = merged.pop("direct")
+    folder = str(profiles.list_profiles().get(name, Path(".")).parent)
+    sys.path.insert(0, folder)
+    try:
+        app = build_app_from_config(config)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+    context = Context.from_app(app, max_connections=merged.pop("max_connections", 16),
+                               show_progress=merged.pop("show_progress", None))
+    try:
+        return from_context(context, structure_clients or merged.get("structure_clients") or "numpy")
+    except BaseException:
+        context.close()
+        raise
 
 
 #: The servers ``simple()`` started, kept running while this process lives (``SERVERS.pop().close()`` stops one).

@@ -152,8 +152,8 @@ class Container(ContainerWrites, BaseClient, collections.abc.Mapping):
             if self._queries:
                 params = [("filter[lookup][condition][key]", parts[0]), *self._filter_params(), *self._item_params()]
                 found = session.get_document(self._route("search"), params)["data"]
-                if not found:
-                    raise KeyError(key)
+                if not found:  # the first key is not among the results: name it, not the whole path
+                    raise KeyError(parts[0] if len(parts) > 1 else key)
                 item = found[0]
                 if len(parts) == 1:
                     return self._client(item)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import collections.abc
 import os
+import time  # noqa: F401  (the device-code flow polls with time.sleep; scripts patch it here)
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
@@ -24,11 +23,19 @@ from ..transport import (
     Timeouts,
     token_file_for,
 )
+from ._about import About
 from ._pickling import reduce_context
+from ._progress_state import ContextProgress, show_progress_default
+from ._uris import API_PREFIX, parse_node_uri as _parse_node_uri, split_api_key as _split_api_key
+from .cache import coerce_cache
 from .login._credentials import Admin, CredentialRequests
-from .login._password import CannotPrompt, choose_provider, password_login, terminal_password, terminal_username
+from .login._device import PasswordRejected, device_code_grant, password_grant, prompt_for_credentials
+from .login._external import ExternalLogins
+from .login._password import CannotPrompt, can_prompt, choose_provider, password_login, terminal_password, terminal_username
+from .login._tiled_auth import TiledAuth
 
-__all__ = ["Context", "Admin", "UNSET", "CannotPrompt", "username_input", "password_input"]
+__all__ = ["Context", "Admin", "UNSET", "CannotPrompt", "username_input", "password_input", "PasswordRejected",
+           "device_code_grant", "password_grant", "prompt_for_credentials"]
 
 
 # -- the prompt hooks ----------------------------------------------------------
@@ -64,10 +71,6 @@ def _replaced_hooks():
     return (username_input if username_input is not _DEFAULT_USERNAME_INPUT else None,
             password_input if password_input is not _DEFAULT_PASSWORD_INPUT else None)
 
-API_PREFIX = "/api/v1"
-_ROUTES = ("metadata", "search", "array/full", "array/block", "table/full", "table/partition",
-           "container/full", "awkward/full", "awkward/buffers", "node/full", "distinct", "revisions")
-
 
 class _Unset:
     def __repr__(self) -> str:
@@ -77,77 +80,7 @@ class _Unset:
 UNSET = _Unset()
 
 
-def _split_api_key(uri: str) -> tuple[str, str | None]:
-    """Remove ``api_key=`` from the query: keys travel in a header, never in URLs."""
-    if not isinstance(uri, str):
-        raise TypeError(f"the URI must be a string like 'http://host:8000/api/v1', not {type(uri).__name__}")
-    try:
-        parts = urlsplit(uri.strip())
-    except ValueError as error:  # e.g. an unclosed IPv6 bracket
-        raise ValueError(f"malformed URI {uri!r}: {error}") from None
-    _refuse_unmeant(uri, parts)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    keys = [v for k, v in query if k == "api_key"]
-    return urlunsplit(parts._replace(query="")), (keys[-1] if keys else None)
-
-
-def _refuse_unmeant(uri: str, parts) -> None:
-    """Refuse what would otherwise be dropped or mangled silently (no part of the query is echoed)."""
-    if any(ch.isspace() or not ch.isprintable() for ch in uri.strip()):
-        raise ValueError(f"the URI {_shown(parts)!r} contains spaces or control characters; "
-                         "percent-encode them (%20) if they belong to a key")
-    if "#" in uri:
-        raise ValueError(f"the URI {_shown(parts)!r} has a '#' fragment, which no Tiled request uses; remove it")
-    if parts.query:
-        names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
-        if names != ["api_key"] * len(names) or not names or "?" in parts.query:
-            raise ValueError(f"the URI {_shown(parts)!r} has query parameters other than api_key=, which would be "
-                             "ignored; remove them (give the node's path, and slices or formats in the call)")
-
-
-def _shown(parts) -> str:
-    """The URI without user info, query or fragment (they may hold a password or an API key)."""
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
-
-
-def _parse_node_uri(uri: str) -> tuple[str, list[str]]:
-    """``http://h/api/v1/metadata/a/b`` -> (``http://h/api/v1``, ["a", "b"])."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"Tiled URIs start with http:// or https://, not {uri!r}")
-    if "@" in parts.netloc:
-        # Not echoed: the part before "@" may be a password. Tiled takes no credentials in URLs.
-        raise ValueError(f"a Tiled URI carries no user name or password (found 'user@' before {parts.hostname!r}); "
-                         "use api_key= or log in")
-    if not parts.hostname:
-        raise ValueError(f"no host in URI {uri!r}")
-    if any(ch.isspace() or not ch.isprintable() for ch in parts.netloc):
-        raise ValueError(f"the host part of URI {uri!r} contains spaces or control characters")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError(f"URI {uri!r} has an invalid port: expected a number from 1 to 65535")
-    path = parts.path.rstrip("/")
-    if API_PREFIX in path:
-        prefix, _, rest = path.partition(API_PREFIX)
-        rest = rest.strip("/")
-        node: list[str] = []
-        for route in _ROUTES:
-            if rest == route or rest.startswith(route + "/"):
-                node = [p for p in rest[len(route):].split("/") if p]
-                break
-        else:
-            if rest:
-                raise ValueError(f"cannot tell which node {uri!r} names: expected .../api/v1/metadata/<path>")
-        base = urlunsplit((parts.scheme, parts.netloc, prefix + API_PREFIX, "", ""))
-        return base, node
-    base = urlunsplit((parts.scheme, parts.netloc, path + API_PREFIX, "", ""))
-    return base, []
-
-
-class Context(CredentialRequests):
+class Context(CredentialRequests, ContextProgress, ExternalLogins):
     """A connection to one Tiled server.
 
     Arguments (as the reference client's):
@@ -157,7 +90,10 @@ class Context(CredentialRequests):
         cache: a response ``Cache`` (or a mapping of its arguments); default none.
         timeout: seconds (one number), a mapping of phases, or ``Timeouts``.
         verify: TLS verification.
-        max_connections: size of the connection pool.
+        max_connections: size of the connection pool, and how many data
+            fetches (chunks, partitions) Dask tasks send at once.
+        show_progress: allow progress bars in interactive sessions (default
+            ``TILED_SHOW_PROGRESS``, on); see ``tracking_progress``.
         trust_env: honour proxy variables.
 
     Constructing it sends no request; the server's about document is fetched
@@ -180,7 +116,7 @@ class Context(CredentialRequests):
         trust_env: bool = True,
         _http_client: Any = None,
     ) -> None:
-        cache = _coerce_cache(cache)
+        cache = coerce_cache(cache, UNSET)
         if app is not None:
             raise TypeError("use Context.from_app(app) to talk to an in-process server")
         uri, key_in_uri = _split_api_key(uri)
@@ -209,8 +145,16 @@ class Context(CredentialRequests):
             cache=cache,
         )
         self._handle = SessionHandle(self._session, source)
-        self._server_info: dict | None = None
+        self._server_info: About | None = None
         self._closers: list = []
+        self.show_progress = show_progress_default(show_progress)
+        # The transport's own retries show the retry indicator in interactive sessions only:
+        # scripts and pipelines stay quiet (their retries are logged at debug level).
+        from . import utils
+
+        if utils.is_interactive():
+            self._session.fetch_gate.watch_retries(self)
+        self.app = None  # the ASGI app, for from_app contexts
         self._in_process = _http_client is not None and hasattr(_http_client, "app")
         # For pickles (see _pickling): what was given, and the handle naming the live credential.
         self._custom_client = _http_client is not None
@@ -248,10 +192,14 @@ class Context(CredentialRequests):
         """
         from starlette.testclient import TestClient  # only for in-process apps
 
+        from ..transport._in_process import OneAtATime
+
         guess_key = api_key is UNSET
         api_key = None if guess_key else api_key
         base = uri or "http://local-tiled-app"
         client = TestClient(app, base_url=base, raise_server_exceptions=raise_server_exceptions)
+        # One request at a time: the app's in-memory catalog cannot take concurrent ones (see OneAtATime).
+        client._transport = OneAtATime(client._transport)
         client.__enter__()  # runs the lifespan: the catalog needs its startup
         context = cls(
             base.rstrip("/") + API_PREFIX if API_PREFIX not in base else base,
@@ -260,8 +208,10 @@ class Context(CredentialRequests):
             cache=cache,
             timeout=timeout,
             max_connections=max_connections,
+            show_progress=show_progress,
             _http_client=client,
         )
+        context.app = app
         context._closers.append(lambda: client.__exit__(None, None, None))
         if guess_key:
             # A single-user app (no login providers): use its own key. A multi-user one: no key.
@@ -299,6 +249,10 @@ class Context(CredentialRequests):
         """
         return self._session.http_client
 
+    @http_client.setter
+    def http_client(self, client: "httpx.Client") -> None:
+        self._session.use_http_client(client)
+
     @property
     def api_key(self) -> str | None:
         """The API key in use (None without one). Set it to switch keys; set None to drop it."""
@@ -326,13 +280,16 @@ class Context(CredentialRequests):
 
     @cache.setter
     def cache(self, cache: Cache | None) -> None:
-        self._session.cache = _coerce_cache(cache)
+        self._session.cache = coerce_cache(cache, UNSET)
 
     @property
-    def server_info(self) -> dict:
-        """The server's about document (formats, queries, authentication), fetched once."""
+    def server_info(self) -> About:
+        """The server's about document (formats, queries, authentication), fetched once.
+
+        A dict whose keys are also attributes (``server_info.authentication.providers``).
+        """
         if self._server_info is None:
-            self._server_info = self._session.get_document("")
+            self._server_info = About(self._session.get_document(""))
         return self._server_info
 
     def __repr__(self) -> str:
@@ -378,8 +335,10 @@ class Context(CredentialRequests):
     def _use_cached_tokens(self) -> bool:
         """Use tokens a previous login saved for this server, if any (no request is sent)."""
         store = self._token_file()
-        if self.authenticated or store.load() is None:
+        if self.authenticated:
             return False
+        if store.load() is None:
+            return self._use_token_directory()  # an external provider's session (TiledAuth)
         self._install_tokens(store)
         return True
 
@@ -407,6 +366,11 @@ class Context(CredentialRequests):
             raise RuntimeError("An API key is set. Cannot use both an API key and a login session.")
         authentication = self.server_info.get("authentication") or {}
         spec = choose_provider(list(authentication.get("providers") or []), provider, self._session.base_url)
+        if spec.get("mode") == "external":  # a browser login (device-code flow), kept as a TiledAuth
+            if not can_prompt():
+                raise CannotPrompt(f"logging in to {self._session.base_url} needs a web browser login and this "
+                                   "process has no terminal: use an API key, or set TILED_FORCE_PROMPT=1")
+            return self.configure_auth(prompt_for_credentials(self.http_client, [spec]), remember_me=remember_me)
         ask_username, ask_password = _replaced_hooks()
         reply = password_login(self._session, spec, username=username, password=password,
                                server=self._session.base_url, ask_username=ask_username, ask_password=ask_password)
@@ -435,6 +399,8 @@ class Context(CredentialRequests):
         when the server cannot be told.
         """
         auth = self._session.auth
+        if isinstance(auth, TiledAuth):
+            return self._external_logout(auth)
         if not isinstance(auth, TokenAuth):
             return
         tokens = auth.tokens or auth.store.load()
@@ -447,6 +413,9 @@ class Context(CredentialRequests):
         finally:
             auth.forget()
             self._forget_login()
+
+    def _external_login_installed(self, auth) -> None:
+        self._handle = SessionHandle(self._session, None)  # its tokens stay on this machine
 
     def _forget_login(self) -> None:
         """Stop using the login session here (its tokens stay wherever they are)."""
@@ -475,17 +444,6 @@ class Context(CredentialRequests):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _coerce_cache(cache: Any) -> Cache | None:
-    """``UNSET``/None -> no cache; a mapping -> ``Cache(**mapping)`` (as profiles give it); a Cache as is."""
-    if cache is UNSET or cache is None:
-        return None
-    if isinstance(cache, Cache):
-        return cache
-    if isinstance(cache, collections.abc.Mapping):
-        return Cache(**cache)
-    raise TypeError(f"cache must be a tiled_core.client.cache.Cache (or a mapping of its arguments), not {type(cache).__name__}")
 
 
 def _app_api_key(app: Any) -> str | None:

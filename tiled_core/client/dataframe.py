@@ -210,7 +210,10 @@ def _read_partition_task(handle, path, columns, serial, partition):
 
     # The per-process slot keeps a big cluster from flooding the server (see tiled_core.distributed).
     with SQL_TABLES if serial else contextlib.nullcontext(), request_slot(handle.base_url):
-        return pyarrow_strings(to_pandas(_table_io.fetch(handle.get(), path, partition=partition, columns=columns)))
+        session = handle.get()
+        with session.fetch_gate.fetch():  # the session's bound (max_connections), and progress
+            table = _table_io.fetch(session, path, partition=partition, columns=columns)
+    return pyarrow_strings(to_pandas(table))
 
 
 class DaskDataFrameClient(DataFrameClient):
@@ -253,5 +256,6 @@ class DaskDataFrameClient(DataFrameClient):
                            label="tiled-core-read-partition")
 
     def compute(self):
-        """Alias to ``client.read().compute()``."""
-        return self.read().compute()
+        """Alias to ``client.read().compute()``, with a progress bar in interactive sessions."""
+        with self._context.tracking_progress(self.structure().npartitions):
+            return self.read().compute()

@@ -5,6 +5,6 @@ this module only gives it the reference's path. Nothing else in
 ``tiled_core.client`` imports it, so the import does not run upwards at load time.
 """
 
-from ..copy import ON_CONFLICT, CopyError, CopyProgress, CopySummary, copy
+from ..copy import ON_CONFLICT, CopyConflict, CopyError, CopyProgress, CopySummary, copy
 
-__all__ = ["CopyError", "CopyProgress", "CopySummary", "copy"]
+__all__ = ["CopyConflict", "CopyError", "CopyProgress", "CopySummary", "copy"]

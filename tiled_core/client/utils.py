@@ -15,6 +15,9 @@
   another try (for any request / for one that must not be applied twice).
 - ``MSGPACK_MIME_TYPE``, ``DEFAULT_TIMEOUT_PARAMS``, ``slices_to_dask_chunks``.
 - ``get_asset_filepaths(node)``: local paths of the files backing a node.
+- ``is_interactive()``, ``is_jupyter()``, ``ProgressState``,
+  ``StandaloneRetryIndicator``: progress bars and the retry indicator (see
+  ``Context.tracking_progress`` and ``Context.signal_retry``).
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from ..transport import ClientError, ServerError, Timeouts, TransportError
 from ..transport._config import RetryPolicy
 from ..transport._decode import MSGPACK, error_detail
 from ..transport._errors import error_for_status
+from ._progress_state import ProgressState, StandaloneRetryIndicator, is_interactive, is_jupyter
 
 __all__ = [
     "ClientError", "ServerError", "MSGPACK_MIME_TYPE", "DEFAULT_TIMEOUT_PARAMS", "handle_error",
     "should_retry", "should_retry_if_unprocessed", "retry_context", "slices_to_dask_chunks", "get_asset_filepaths",
+    "is_interactive", "is_jupyter", "ProgressState", "StandaloneRetryIndicator",
 ]
 
 MSGPACK_MIME_TYPE = MSGPACK
@@ -139,7 +144,8 @@ def retry_context(context: Any = None, *, on: Callable[[BaseException], bool | f
 
     Arguments:
         context: a Context whose ``signal_retry()``/``signal_retry_resolved()``
-            are called around retries, if it has them (optional).
+            are called around retries (optional; without one the loop shows a
+            ``StandaloneRetryIndicator`` of its own while it retries).
         on: which errors to retry (default ``should_retry``); it may return
             seconds to wait instead of True.
 
@@ -163,6 +169,9 @@ def retry_context(context: Any = None, *, on: Callable[[BaseException], bool | f
             return None
         return wait
 
+    # Without a context (or with one that has no indicator) the loop shows its own indicator.
+    signals = context if callable(getattr(context, "signal_retry", None)) else None
+    standalone = StandaloneRetryIndicator() if signals is None else None
     retried = False
     try:
         num = 0
@@ -174,12 +183,16 @@ def retry_context(context: Any = None, *, on: Callable[[BaseException], bool | f
                 return
             retried = True
             _logger.debug("Retrying (attempt %d) in %.2fs", num + 1, attempt.wait)
-            if context is not None and callable(getattr(context, "signal_retry", None)):
-                context.signal_retry()
+            if signals is not None:
+                signals.signal_retry()
+            else:
+                standalone.show()
             time.sleep(attempt.wait)
     finally:
-        if retried and context is not None and callable(getattr(context, "signal_retry_resolved", None)):
-            context.signal_retry_resolved()
+        if standalone is not None:
+            standalone.reset()
+        elif retried and callable(getattr(signals, "signal_retry_resolved", None)):
+            signals.signal_retry_resolved()
 
 
 def slices_to_dask_chunks(slice_dict: Mapping[tuple, Any], shape) -> tuple[tuple[int, ...], ...]:

@@ -13,6 +13,6 @@ name; both paths give the same objects.
 - ``_progress``: ``CopyProgress``, ``CopySummary``, ``CopyError`` and the bar.
 """
 
-from ._copy import ON_CONFLICT, CopyError, CopyProgress, CopySummary, copy
+from ._copy import ON_CONFLICT, CopyConflict, CopyError, CopyProgress, CopySummary, copy
 
-__all__ = ["ON_CONFLICT", "CopyError", "CopyProgress", "CopySummary", "copy"]
+__all__ = ["ON_CONFLICT", "CopyConflict", "CopyError", "CopyProgress", "CopySummary", "copy"]

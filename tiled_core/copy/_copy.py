@@ -6,14 +6,14 @@ import collections.abc
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..transport import NotFound
+from ..transport import Conflict, NotFound
 from ..client.writing._conflict import same_structure
 from ._engine import CopyEngine, Options, source_listing
 from ._runners import DaskRunner, ThreadRunner
-from ._progress import CopyError, CopyProgress, CopySummary, make_reporter
+from ._progress import CopyConflict, CopyError, CopyProgress, CopySummary, make_reporter
 from ..client.base import BaseClient
 
-__all__ = ["CopyError", "CopyProgress", "CopySummary", "copy"]
+__all__ = ["CopyConflict", "CopyError", "CopyProgress", "CopySummary", "copy"]
 
 MiB = 1 << 20
 ON_CONFLICT = ("error", "warn", "skip")
@@ -72,8 +72,10 @@ def copy(
 
     Returns a :class:`CopySummary` (nodes, bytes, seconds, skipped, failed).
     Raises :class:`CopyError` (with ``.summary``; the first failure is its
-    ``__cause__``) when nodes failed, ValueError/TypeError for bad arguments
-    before any request.
+    ``__cause__``) when nodes failed: :class:`CopyConflict`, also the server's
+    409 ``Conflict`` (a ``ClientError``, as the reference raises), when the
+    first failure was an existing key under ``on_conflict="error"``.
+    ValueError/TypeError for bad arguments before any request.
     """
     options = _check_options(on_conflict, concurrency, create_concurrency, max_memory, external, preserve_order)
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
@@ -97,10 +99,12 @@ def copy(
     if engine.error is not None:
         node, error = engine.error
         where = f"/{node.text}" if node.text else "the top of the copy"
-        raise CopyError(
+        failure = CopyConflict if isinstance(error, Conflict) else CopyError
+        extra = (error,) if failure is CopyConflict else ()
+        raise failure(
             f"copy into {dest.uri} failed at {where}: {type(error).__name__}: {error}\n{summary}\n"
             "Rerun with on_conflict='skip' to finish it: complete nodes are kept and unfinished ones completed.",
-            summary,
+            summary, *extra,
         ) from error
     return summary
 

@@ -351,12 +351,12 @@ class CopyEngine:
             self._skip(node)
             return
         node.counted = True
-        if node.family == "container":
+        if node.register:
+            self._complete(node)  # the same assets, registered whole (a container's children come with them)
+        elif node.family == "container":
             node.present = True  # its children (listed while it was created) may now be created
             self._wake(node)
             self._check_container_done(node)
-        elif node.register:
-            self._complete(node)
         else:
             created = reply.get("data", reply) if isinstance(reply, dict) else {}
             sources = created.get("data_sources") or []
@@ -432,7 +432,7 @@ class CopyEngine:
 
     def _plan_create(self, node: CopyNode) -> None:
         node.marked = needs_own_mark(node)
-        if node.family == "container":
+        if node.family == "container" and not node.register:
             # A new container has no children at the destination; its source children are listed
             # while it is created (one round trip less per level of the tree).
             node.present = False

@@ -160,9 +160,13 @@ def transfer_key(node: CopyNode) -> str:
 
 def classify(node: CopyNode, external: str) -> None:
     """Decide how ``node`` travels: container, registration, or data (ValueError/NotImplementedError if it cannot)."""
-    if node.family == "container":
-        return
     sources = node.item["attributes"].get("data_sources")
+    if node.family == "container":
+        # A container backed by an external file (an HDF5 group, ...) is registered with the same
+        # assets, as the reference does: its children come from that file, not from separate nodes.
+        if external == "register" and len(sources or []) == 1 and sources[0].get("management") == "external":
+            node.register = True
+        return
     if sources is None:
         raise ValueError(f"/{node.text}: the source listing has no data sources (include_data_sources)")
     if len(sources) != 1:
@@ -196,7 +200,7 @@ def existing_action(node: CopyNode, existing) -> str:
     marked = any(spec.name == INCOMPLETE_SPEC for spec in existing.specs)
     same_family = existing.structure_family == node.family
     if node.family == "container":
-        return "descend" if same_family else "skip"
+        return "descend" if same_family and not node.register else "skip"
     if not (marked or node.covered) or node.register:
         return "skip"
     reusable = (same_family and TRANSFERS[node.transfer].idempotent
@@ -212,7 +216,7 @@ def create_body(node: CopyNode) -> dict:
     specs = node.specs + ([{"name": INCOMPLETE_SPEC, "version": None}] if node.marked else [])
     body = {"id": node.dest_path[-1], "structure_family": node.family, "metadata": attributes.get("metadata") or {},
             "specs": specs, "data_sources": []}
-    if node.family != "container":
+    if node.family != "container" or node.register:
         body["data_sources"] = [_data_source(node)]
     return body
 

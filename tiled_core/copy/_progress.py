@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["CopyError", "CopyProgress", "CopySummary", "make_reporter"]
+from ..transport import Conflict
+
+__all__ = ["CopyConflict", "CopyError", "CopyProgress", "CopySummary", "make_reporter"]
 
 
 def _size(nbytes: int) -> str:
@@ -74,8 +76,21 @@ class CopyError(RuntimeError):
     """
 
     def __init__(self, message: str, summary: CopySummary) -> None:
-        super().__init__(message)
+        RuntimeError.__init__(self, message)
         self.summary = summary
+
+
+class CopyConflict(CopyError, Conflict):
+    """A copy with ``on_conflict="error"`` stopped at a key that exists at the destination.
+
+    Both a :class:`CopyError` (with ``summary``) and the server's 409
+    :class:`~tiled_core.transport.Conflict` (a ``ClientError`` with ``status``,
+    ``response``), which is what the reference client's ``copy`` raises there.
+    """
+
+    def __init__(self, message: str, summary: CopySummary, conflict: Conflict) -> None:
+        Conflict.__init__(self, conflict.status, conflict.detail, url=conflict.url, request_id=conflict.request_id)
+        CopyError.__init__(self, message, summary)
 
 
 class _Bar:

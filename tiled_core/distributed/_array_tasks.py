@@ -58,7 +58,8 @@ def run_read(request: ArrayRead) -> np.ndarray:
         with request_slot(request.handle.base_url):
             session = request.handle.get()
             params = [*request.params, expected_shape_param(request.shape)]
-            session.read_into(request.route, params, accept=OCTET_STREAM, out=byte_view(out))
+            with session.fetch_gate.fetch():  # the session's bound (max_connections), and progress
+                session.read_into(request.route, params, accept=OCTET_STREAM, out=byte_view(out))
     return np.flip(out, request.flip) if request.flip else out
 
 

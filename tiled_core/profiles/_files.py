@@ -17,12 +17,12 @@ from ._env import expand_variables, hide_expanded
 from ._errors import ProfileError, ProfileWarning
 from ._schema import schema_problem
 
-__all__ = ["YAML_SUFFIXES", "paths", "profile_files", "scan_profiles"]
+__all__ = ["YAML_SUFFIXES", "ProfilePaths", "paths", "profile_files", "scan_profiles"]
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
 
-def paths() -> list[Path]:
+def _default_paths() -> list[Path]:
     """Profile directories, lowest precedence first, duplicates dropped.
 
     ``$TILED_SITE_PROFILES`` replaces both system directories and
@@ -43,6 +43,64 @@ def paths() -> list[Path]:
         if candidate not in unique:  # keep the first occurrence, as the reference does
             unique.append(candidate)
     return unique
+
+
+class ProfilePaths(collections.abc.MutableSequence):
+    """The profile directories searched, lowest precedence first: a list, as the reference's
+    ``tiled.profiles.paths`` is (``paths.append(directory)`` adds one, ``paths.remove`` drops one).
+
+    The standard directories are worked out from the environment at each use
+    (``$TILED_SITE_PROFILES``, ``$TILED_PROFILES``); directories a script added
+    follow them, and standard ones it removed stay out. ``paths()`` gives a
+    plain list of the directories now.
+    """
+
+    def __init__(self) -> None:
+        self._added: list[Path] = []
+        self._removed: set[Path] = set()
+
+    def __call__(self) -> list[Path]:
+        listed = [p for p in _default_paths() if p not in self._removed]
+        return listed + [p for p in self._added if p not in listed]
+
+    def __len__(self) -> int:
+        return len(self())
+
+    def __getitem__(self, index):
+        return self()[index]
+
+    def __setitem__(self, index, value) -> None:
+        if not isinstance(index, int):
+            raise TypeError("profile paths take one directory at a time")
+        del self[index]
+        self.insert(index, value)
+
+    def __delitem__(self, index) -> None:
+        for directory in ([self()[index]] if isinstance(index, int) else self()[index]):
+            if directory in self._added:
+                self._added.remove(directory)
+            else:
+                self._removed.add(directory)
+
+    def insert(self, index: int, value) -> None:
+        """Add a directory (after the standard ones, whatever ``index``: they are rebuilt at each use)."""
+        directory = Path(value)
+        self._removed.discard(directory)
+        if directory not in self._added:
+            self._added.insert(max(0, index - len(self._defaults_kept())), directory)
+
+    def _defaults_kept(self) -> list[Path]:
+        return [p for p in _default_paths() if p not in self._removed]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, collections.abc.Sequence) else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self())
+
+
+#: The profile directories (see ``ProfilePaths``).
+paths = ProfilePaths()
 
 
 def profile_files(directory: Path) -> list[Path]:

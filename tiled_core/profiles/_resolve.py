@@ -28,6 +28,10 @@ def load_profiles(strict: bool = False) -> dict[str, tuple[Path, dict[str, Any]]
     }
 
 
+# The reference caches load_profiles() and offers cache_clear(); here files are read at each call.
+load_profiles.cache_clear = lambda: None  # type: ignore[attr-defined]
+
+
 def list_profiles() -> dict[str, Path]:
     """Map each usable profile name to the file that defines it."""
     return {name: path for name, (path, _) in load_profiles().items()}

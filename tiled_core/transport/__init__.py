@@ -22,6 +22,9 @@ from ._errors import (
 )
 from ._session import Params, Session
 from ._tokens import FileTokenStore, MemoryTokenStore, Tokens, TokenStore, cache_directory, token_file_for
+from ._content_decoders import register as _register_content_decoders
+
+_register_content_decoders()
 
 __all__ = [
     "ApiKeyAuth", "TokenAuth", "Cache", "CacheWarning", "Tokens", "TokenStore", "MemoryTokenStore",

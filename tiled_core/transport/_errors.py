@@ -143,7 +143,17 @@ class AuthenticationError(ClientError):
 
 
 class LoginRequired(AuthenticationError):
-    """The login session can no longer be refreshed (expired, revoked, or logged out): log in again."""
+    """The login session can no longer be refreshed (expired, revoked, or logged out): log in again.
+
+    ``LoginRequired("why")`` (a message alone, as the reference client's
+    ``CannotRefreshAuthentication`` takes) is a 401 with that detail.
+    """
+
+    def __init__(self, status: int | str = 401, detail: str | None = None, *, url: str = "(no request)",
+                 request_id: str | None = None, response: httpx.Response | None = None) -> None:
+        if isinstance(status, str):
+            status, detail = 401, status if detail is None else f"{status}: {detail}"
+        super().__init__(status, detail or "log in again", url=url, request_id=request_id, response=response)
 
 
 class PermissionDenied(ClientError):

@@ -129,7 +129,7 @@ _HANDLED = (RetryableStatus, httpx.ConnectError, httpx.TimeoutException, httpx.N
 
 def run_with_retries(policy: RetryPolicy, method: str, url: str, attempt: Callable[[], T], *,
                      idempotent: bool | None = None, on_attempt: Callable[[], None] | None = None,
-                     restarting: Callable[[], bool] = lambda: False) -> T:
+                     restarting: Callable[[], bool] = lambda: False, signals=None) -> T:
     """Call ``attempt`` until it succeeds, a failure is final, or ``policy`` runs out.
 
     Arguments:
@@ -142,9 +142,27 @@ def run_with_retries(policy: RetryPolicy, method: str, url: str, attempt: Callab
             (unless ``attempts`` is 1: retrying off), so a request in flight
             outlives a restart; a server that never answered (a wrong port)
             still fails after ``attempts``.
+        signals: told of retries (``retrying()`` before each wait, ``resolved()``
+            once a request that was retried ends), e.g. the session's FetchGate.
 
     The error that ends the loop after retrying carries a note saying how many attempts it made.
     """
+    retried = False
+
+    def before_wait() -> None:
+        nonlocal retried
+        retried = True
+        signals.retrying()
+
+    try:
+        return _run(policy, method, url, attempt, idempotent, on_attempt, restarting,
+                    before_wait if signals is not None else None)
+    finally:
+        if retried:
+            signals.resolved()
+
+
+def _run(policy, method, url, attempt, idempotent, on_attempt, restarting, before_wait):
     idempotent = method in IDEMPOTENT if idempotent is None else idempotent
     start = time.monotonic()
     tries = 0
@@ -168,4 +186,6 @@ def run_with_retries(policy: RetryPolicy, method: str, url: str, attempt: Callab
                 error.add_note(f"gave up after {tries} attempt{'s' if tries > 1 else ''} in {elapsed:.1f}s "
                                f"(retry limits: {policy.attempts} attempts, {policy.deadline:g}s)")
             raise error
+        if before_wait is not None:
+            before_wait()
         time.sleep(delay)

@@ -22,6 +22,7 @@ from ._config import Limits, RetryPolicy, Timeouts
 from ._credentials import auth_hint, header_auth, identity
 from ._history import note_direct, observe, served_from_cache
 from ._decode import JSON, MSGPACK, decode_document
+from ._gate import FetchGate
 from ._errors import AuthenticationError, ClientClosed, ConnectionFailed, MalformedResponse, RequestTimeout, ServerError
 from ._request import body_factory, check_headers, check_verify, data_headers, is_loopback, open_pools
 from ._response import check_response, checked_chunks, stream_into
@@ -102,8 +103,8 @@ class Session:
         observe(self._http)  # record_history() and show_logs() see every exchange of this client
         self._count_lock = threading.Lock()
         self.request_count = 0  # attempts sent; tests and benchmarks read it
-        # Once the server has answered, a refused connection means it is restarting: the retry
-        # loop then waits for it until the deadline (a wrong port still fails fast).
+        self.fetch_gate = FetchGate(self.limits.max_connections)  # dask tasks' data fetches, at most this many at once
+        # Once the server has answered, a refused connection means a restart: retries wait for it (a wrong port fails fast).
         self._server_answered = False
 
     # -- identity ------------------------------------------------------------
@@ -138,6 +139,11 @@ class Session:
     def auth(self) -> httpx.Auth | None:
         """The credential sent with requests (``ApiKeyAuth``, ``TokenAuth``, another ``httpx.Auth``, or None)."""
         return self._auth
+
+    def use_http_client(self, client: httpx.Client) -> None:
+        """Send through ``client`` from now on (its auth, cookies and pool; no direct read path)."""
+        self._http, self._bulk = client, None
+        observe(client)
 
     def set_auth(self, auth: httpx.Auth | None) -> None:
         """Switch credentials (e.g. after a login or logout); requests already under way keep theirs."""
@@ -183,7 +189,7 @@ class Session:
             # The bulk path would quietly open new sockets; say so instead, as httpx does.
             raise ClientClosed(f"cannot {method} {url}: this client was closed; connect again with from_uri")
         return run_with_retries(self.retry, method, url, self._answered(attempt), idempotent=idempotent,
-                                on_attempt=self._count, restarting=lambda: self._server_answered)
+                                on_attempt=self._count, restarting=lambda: self._server_answered, signals=self.fetch_gate)
 
     def _answered(self, attempt: Callable[[], T]) -> Callable[[], T]:
         """``attempt``, noting that the server answered when it returns (see ``_server_answered``)."""
@@ -369,10 +375,16 @@ class Session:
             return response.status_code, response.headers
 
     @contextlib.contextmanager
-    def stream(self, path: str, params: Params = None, *, accept: str) -> Iterator[Iterator[bytes]]:
-        """GET and yield an iterator over the (decoded) body chunks; for exports."""
+    def stream(self, path: str, params: Params = None, *, accept: str,
+               accept_encoding: str | None = None) -> Iterator[Iterator[bytes]]:
+        """GET and yield an iterator over the (decoded) body chunks; for exports.
+
+        ``accept_encoding`` replaces the session's ``Accept-Encoding`` for this request.
+        """
         url = self.url(path)
         headers = self._data_headers(accept)
+        if accept_encoding is not None:
+            headers["accept-encoding"] = accept_encoding
 
         def attempt():
             request = self._http.build_request("GET", url, params=params, headers=headers)

@@ -14,11 +14,20 @@ from typing import TYPE_CHECKING
 
 from ...transport import TokenAuth
 from ._secrets import APIKeyInfo, TokensView, parse_duration
+from ._tiled_auth import TiledAuth
 
 if TYPE_CHECKING:
     from ...transport import Session
 
 __all__ = ["CredentialRequests", "Admin"]
+
+
+class _DirectoryTokens:
+    """A TiledAuth's tokens, as TokensView reads them."""
+
+    def __init__(self, auth: TiledAuth) -> None:
+        self.access_token = auth.sync_get_token("access_token") or ""
+        self.refresh_token = auth.sync_get_token("refresh_token") or ""
 
 
 class CredentialRequests:
@@ -43,6 +52,8 @@ class CredentialRequests:
     def tokens(self) -> TokensView:
         """A view of the current access and refresh tokens (empty when not logged in); its repr masks them."""
         auth = self._session.auth
+        if isinstance(auth, TiledAuth):
+            return TokensView(_DirectoryTokens(auth) if auth.sync_get_token("refresh_token") else None)
         return TokensView(auth.tokens if isinstance(auth, TokenAuth) else None)
 
     def force_auth_refresh(self) -> TokensView:
@@ -51,6 +62,14 @@ class CredentialRequests:
         Raises RuntimeError when not logged in, LoginRequired when the session
         can no longer be refreshed.
         """
+        auth = self._session.auth
+        if isinstance(auth, TiledAuth):  # an external provider's session: its refresh, through our client
+            from ..utils import handle_error
+
+            reply = self._session.http_client.send(auth.refresh_request(), auth=None)
+            auth.refused(reply)
+            auth.sync_tokens(handle_error(reply).json())
+            return self.tokens
         return TokensView(self._session.refresh_login())
 
     def which_api_key(self) -> dict:

@@ -8,6 +8,7 @@
 - ``_ragged_select``: a ragged selection as the server's ``?slice=``, checked first.
 - ``_composite_read``: a composite node's parts read into one ``xarray.Dataset``.
 - ``_lazy_structure``: a container page's structures, fetched once when first used.
+- ``_wide_table``: an xarray dataset's short 1-D variables as one table per dimension.
 - ``_raw_export``: the files backing a node, downloaded as stored (asset manifest and bytes).
 - ``_limits``: the error for a response over the size the client accepts.
 """

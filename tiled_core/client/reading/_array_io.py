@@ -113,7 +113,8 @@ def read_selection_into(session: Session, path: tuple[str, ...], selection: Sele
         params = [expected_shape_param(target.shape)]
         if not (whole and region is None):
             params.append(("slice", sub.to_param()))
-        session.read_into(route, params, accept=OCTET_STREAM, out=byte_view(target))
+        with session.fetch_gate.fetch():  # at most max_connections at once; advances a progress bar
+            session.read_into(route, params, accept=OCTET_STREAM, out=byte_view(target))
 
     session.run_concurrently(fetch, parts)
 

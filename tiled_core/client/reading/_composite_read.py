@@ -112,11 +112,36 @@ def _dims(variables: list[tuple[str, Any, Any]], dim0: str | None) -> dict[str, 
     return dims
 
 
+def _fetch_count(base, contents: dict[str, dict], plan) -> int:
+    """How many fetches reading ``plan`` makes now (no request to tell): each in-memory array's
+    ``fetch_count()``, one per awkward or ragged part, a table's partitions. Lazy arrays fetch later."""
+    from ..array import ArrayClient, DaskArrayClient
+
+    total = 0
+    for key, family, _ in plan:
+        if family == "table":
+            total += (contents[key]["attributes"].get("structure") or {}).get("npartitions", 1)
+        elif family in ("awkward", "ragged"):
+            total += 1
+        else:
+            client = base._client(contents[key])
+            if isinstance(client, ArrayClient) and not isinstance(client, DaskArrayClient):
+                total += client.fetch_count()
+    return total
+
+
 def read_dataset(base, contents: dict[str, dict], variables: list[str] | None, dim0: str | None):
-    """Read the wanted parts of a composite node (``base``: it as a plain Container) into a Dataset."""
+    """Read the wanted parts of a composite node (``base``: it as a plain Container) into a Dataset,
+    under one progress bar (interactive sessions) for all of their fetches."""
+    plan = _plan(contents, variables)
+    total = _fetch_count(base, contents, plan) if base.context._bars_possible() else 0
+    with base.context.tracking_progress(total):
+        return _read_dataset(base, plan, dim0)
+
+
+def _read_dataset(base, plan, dim0: str | None):
     import xarray
 
-    plan = _plan(contents, variables)
     session = base.context.session
     # Arrays concurrently; tables one by one (the server's SQL storage takes one read at a time).
     arrays = [entry for entry in plan if entry[1] != "table"]

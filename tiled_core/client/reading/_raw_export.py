@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import threading
 from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -50,8 +50,8 @@ def _safe_relative(relative: str) -> PurePosixPath:
     return candidate
 
 
-def _plan(session, path, data_sources) -> list[tuple[list, str]]:
-    """``[(query params, relative target)]`` for every file to fetch."""
+def _plan(session, path, data_sources) -> list[tuple[list, str, int | None]]:
+    """``[(query params, relative target, expected size or None)]`` for every file to fetch."""
     manifests = asset_manifest(session, path, data_sources)
     plan = []
     for source in data_sources:
@@ -61,9 +61,10 @@ def _plan(session, path, data_sources) -> list[tuple[list, str]]:
             if asset.is_directory:
                 for relative in manifests[asset.id]:
                     plan.append(([("id", str(asset.id)), ("relative_path", relative)],
-                                 str(base / _safe_relative(relative))))
+                                 str(base / _safe_relative(relative)), None))
             else:
-                plan.append(([("id", str(asset.id))], str(base / path_from_uri(asset.data_uri).name)))
+                plan.append(([("id", str(asset.id))], str(base / path_from_uri(asset.data_uri).name),
+                             getattr(asset, "size", None)))
     return plan
 
 
@@ -74,9 +75,13 @@ def raw_export(session, path: tuple[str, ...], data_sources, destination=None, *
 
     A file goes to ``destination/<name>`` (``<asset id>/<name>`` when a data
     source has several assets; directories keep their layout). Files are
-    written under a temporary name and renamed when complete.
+    written under a temporary name and renamed when complete. ``compression``:
+    ask for the codings that decode as they stream (``STREAMING_ACCEPT_ENCODING``:
+    not blosc2), or with False for none (``identity``). Each file has a progress
+    task whose total is the asset's recorded size (None when unknown).
     """
-    del compression  # the transport negotiates compression itself
+    from ..download import STREAMING_ACCEPT_ENCODING, progress_tasks, write_chunks
+
     if not data_sources:
         raise ValueError(f"/{'/'.join(path)} has no data sources to export")
     if len(data_sources) != 1:
@@ -85,33 +90,18 @@ def raw_export(session, path: tuple[str, ...], data_sources, destination=None, *
     root = None if in_memory else Path(destination if destination is not None else Path.cwd())
     plan = _plan(session, path, data_sources)
     route = _route("asset/bytes", path)
+    encoding = STREAMING_ACCEPT_ENCODING if compression else "identity"
+    lock = threading.Lock()
 
-    def fetch(entry):
-        params, relative = entry
-        with session.stream(route, params, accept="application/octet-stream") as chunks:
-            if in_memory:
-                buffer = io.BytesIO()
-                for chunk in chunks:
-                    buffer.write(chunk)
-                buffer.seek(0)
-                return relative, buffer
-            target = root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".partial")
-            try:
-                with open(partial, "wb") as file:
-                    for chunk in chunks:
-                        file.write(chunk)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-            os.replace(partial, target)
-            return target, None
+    with progress_tasks() as tasks:
+        def fetch(entry):
+            params, relative, task = entry
+            with session.stream(route, params, accept="application/octet-stream", accept_encoding=encoding) as chunks:
+                tasks.started(task, None)
+                target = relative if in_memory else root / relative
+                return write_chunks(chunks, target, destination if in_memory else None, lock,
+                                    lambda n: tasks.advance(task, n))
 
-    with ThreadPoolExecutor(max_workers=max(1, int(max_workers))) as pool:
-        results = list(pool.map(fetch, plan))
-    if in_memory:
-        for key, buffer in results:
-            destination[key] = buffer
-        return [key for key, _ in results]
-    return [target for target, _ in results]
+        jobs = [(params, relative, tasks.add(relative, size)) for params, relative, size in plan]
+        with ThreadPoolExecutor(max_workers=max(1, int(max_workers))) as pool:
+            return list(pool.map(fetch, jobs))
