@@ -44,6 +44,21 @@ def box(tiled_server):
     client.context.close()
 
 
+
+def _record_bar_totals(monkeypatch) -> list:
+    """The totals of the progress bars drawn from now on (each still drawn)."""
+    from tiled_core.client import _progress_state
+
+    totals = []
+    real_track = _progress_state.track
+
+    def recording_track(total, install):
+        totals.append(total)
+        return real_track(total, install)
+
+    monkeypatch.setattr(_progress_state, "track", recording_track)
+    return totals
+
 def test_http_client_carries_the_credential_and_is_recorded(box, tiled_server, caplog):
     http = box.context.http_client
     url = box.context.api_uri + f"metadata/{box.path}/cube"
@@ -287,14 +302,7 @@ def test_progress_bar_advanced_by_fetches(tiled_server, chunky, monkeypatch):
             assert state is None
 
         # The reads draw their own bars: compute() of lazy clients, read() of in-memory ones.
-        totals = []
-        real_track = _progress_state.track
-
-        def recording_track(total, install):
-            totals.append(total)
-            return real_track(total, install)
-
-        monkeypatch.setattr(_progress_state, "track", recording_track)
+        totals = _record_bar_totals(monkeypatch)
         context.show_progress = True
         cube.compute()
         client[chunky]["table"].compute()
@@ -437,17 +445,10 @@ def test_token_directory_sessions(auth_server, tmp_path, monkeypatch):
 
 
 def test_composite_read_counts_all_parts_fetches(tiled_server, monkeypatch):
-    from tiled_core.client import _progress_state, utils
+    from tiled_core.client import utils
 
     monkeypatch.setattr(utils, "is_interactive", lambda: True)
-    totals = []
-    real_track = _progress_state.track
-
-    def recording_track(total, install):
-        totals.append(total)
-        return real_track(total, install)
-
-    monkeypatch.setattr(_progress_state, "track", recording_track)
+    totals = _record_bar_totals(monkeypatch)
     client = _connect(tiled_server, show_progress=True)
     with client.context:
         composite = client.create_container(f"comp-{uuid.uuid4().hex[:8]}", specs=["composite"])

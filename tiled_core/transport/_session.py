@@ -1,7 +1,9 @@
 """The one object that talks HTTP: a pooled httpx.Client plus retries and checks.
 
 Its parts: ``_request`` (building requests), ``_retry`` (the retry loop and its
-policy), ``_response`` (statuses and bodies), ``_bulk`` (the direct read path).
+policy), ``_response`` (statuses and bodies), ``_read_into`` (reads into a
+caller's buffer: the bulk path, the stream, the cache), ``_bulk`` (the direct
+read path).
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from ._auth import ApiKeyAuth, TokenAuth
 from ._cache import Cache, CacheSlot, cache_key
 from ._config import Limits, RetryPolicy, Timeouts
 from ._credentials import auth_hint, header_auth, identity
-from ._history import note_direct, observe, served_from_cache
+from ._history import observe, served_from_cache
 from ._decode import JSON, MSGPACK, decode_document
 from ._gate import FetchGate
-from ._errors import AuthenticationError, ClientClosed, ConnectionFailed, MalformedResponse, RequestTimeout, ServerError
+from ._errors import ClientClosed, MalformedResponse
 from ._request import body_factory, check_headers, check_verify, data_headers, is_loopback, open_pools
-from ._response import check_response, checked_chunks, stream_into
-from ._retry import RetryableStatus, run_with_retries
+from ._response import check_response, checked_chunks
+from ._read_into import ReadInto
+from ._retry import run_with_retries
 
 __all__ = ["Session", "Params"]
 
@@ -36,7 +39,7 @@ _DOCUMENT_ACCEPT = MSGPACK
 _FORM = "application/x-www-form-urlencoded"
 
 
-class Session:
+class Session(ReadInto):
     """HTTP access to one Tiled server's API (``.../api/v1``).
 
     Arguments:
@@ -295,84 +298,6 @@ class Session:
             return body
 
         return self._with_retries("POST", url, attempt, idempotent=True)
-
-    def read_into(self, path: str, params: Params, *, accept: str, out: memoryview) -> None:
-        """GET a binary body of exactly ``len(out)`` bytes into ``out``.
-
-        Large bodies take the bulk path (straight from the socket into ``out``);
-        with a cache, a ``304`` fills ``out`` from the stored copy instead.
-        """
-        url = self.url(path)
-        headers = self._data_headers(accept)
-        full_url = httpx.URL(url, params=params)
-        slot = self._cache_slot(str(full_url), accept, headers)
-        if slot is not None and slot.fresh() and slot.stored_body(out):
-            return
-        use_bulk = self._bulk is not None and headers.get("accept-encoding") == "identity"
-
-        def fetch(validators: dict[str, str]):
-            wanted = {**headers, **validators}
-            if use_bulk:
-                auth_headers = self._header_auth()
-                if auth_headers is not None:  # custom httpx.Auth cannot ride the bulk path
-                    return self._bulk_fetch(full_url.raw_path.decode("ascii"), wanted, auth_headers, out, url)
-            return self._stream_fetch(url, params, wanted, out)
-
-        def attempt():
-            try:
-                status, response_headers = fetch(slot.validators() if slot is not None else {})
-            except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionFailed, RequestTimeout):
-                if slot is not None and slot.offline(out):
-                    return
-                raise
-            if status == 304 and slot is not None:
-                if slot.stored_body(out, validated=True):
-                    entry = slot.entry
-                    served_from_cache(str(full_url), lambda: entry.response(httpx.Request("GET", full_url)))
-                    return
-                status, response_headers = fetch({})  # the stored copy was replaced meanwhile
-            if slot is not None:
-                slot.keep(headers, status, response_headers, out)
-
-        self._with_retries("GET", url, attempt)
-
-    def _bulk_fetch(self, target: str, headers: dict[str, str], auth_headers: dict[str, str], out: memoryview, url: str):
-        request_headers = {"user-agent": user_agent(), "accept-encoding": "identity", **headers}
-        request_headers.update(
-            {k: v for k, v in self._http.headers.items() if k.lower() not in ("accept", "accept-encoding")}
-        )
-        request_headers.update(auth_headers)
-
-        def once():
-            try:
-                return note_direct("GET", self._bulk_url(target), request_headers, lambda: self._bulk.read_into(
-                    target, request_headers, out, url=url, auth_hint=self._auth_hint()))
-            except ServerError as error:
-                if error.status in self.retry.statuses:
-                    raise RetryableStatus(error, getattr(error, "retry_after", None)) from None
-                raise
-
-        try:
-            return once()
-        except AuthenticationError:
-            if not isinstance(self._auth, TokenAuth):
-                raise
-            # As TokenAuth.auth_flow does for httpx: refresh once and resend.
-            stale = auth_headers["Authorization"].partition(" ")[2]
-            request_headers["Authorization"] = f"Bearer {self._auth.renew(stale).access_token}"
-            return once()
-
-    def _bulk_url(self, target: str) -> str:
-        base = httpx.URL(self._base_url)
-        return str(base.copy_with(raw_path=target.encode("ascii")))
-
-    def _stream_fetch(self, url: str, params: Params, headers: dict[str, str], out: memoryview):
-        with self._http.stream("GET", url, params=params, headers=headers, auth=self._auth) as response:
-            if response.status_code == 304:
-                return 304, response.headers
-            self._check(response, url)
-            stream_into(response, url, out)
-            return response.status_code, response.headers
 
     @contextlib.contextmanager
     def stream(self, path: str, params: Params = None, *, accept: str,
