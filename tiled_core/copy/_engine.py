@@ -5,7 +5,8 @@ The loop runs in the calling thread and does no I/O itself. It hands out
 - metadata jobs (list a page of source children, list an existing destination
   container, create, delete, clear a mark) to a small pool: the destination's
   catalog takes writes one at a time (a 0.2.20 server on SQLite answers 500
-  under ~16 parallel creates), so ``create_concurrency`` stays low;
+  under ~16 parallel creates), so ``create_concurrency`` stays low (the
+  requests themselves are in ``_jobs``);
 - data jobs (units from ``tiled_core.distributed._transfers``) to a runner:
   threads here, or Dask workers; at most ``runner.slots`` at once and, here,
   at most ``max_memory`` bytes of units in flight.
@@ -38,11 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..distributed._transfers import TRANSFERS, Unit
-from ..transport import Conflict, NotFound
-from ..client.writing._conflict import INCOMPLETE_SPEC, clear_mark
+from ..client.writing._conflict import INCOMPLETE_SPEC
 from ._plan import (
-    CHECKPOINT_PREFIX,
-    FIRST_PAGE,
     CopyNode,
     classify,
     create_body,
@@ -53,12 +51,12 @@ from ._plan import (
     transfer_key,
     units_stored,
 )
+from ._jobs import EXISTS as _EXISTS, PAGE, MetadataJobs
 from ._progress import CopyProgress, CopySummary
 
 __all__ = ["CopyEngine", "Options", "source_listing"]
 
 MiB = 1 << 20
-PAGE = 300  # source children listed per metadata job (the server's largest page)
 MAX_OPEN = 256  # data nodes created but not complete: how far creation may run ahead of the data
 UNKNOWN_UNIT_BYTES = 8 * MiB  # budget charged for a unit of unknown size (table partition, zip)
 CHECKPOINT_SECONDS = 10.0  # how often a marked node's mark records how many of its units are stored
@@ -73,10 +71,9 @@ class Options:
     preserve_order: bool = True
 
 
-_EXISTS = object()  # a create answered 409 while skipping: someone made the node meanwhile
 
 
-class CopyEngine:
+class CopyEngine(MetadataJobs):
     """Runs one copy; see the module docstring. Use :meth:`copy_children` or :meth:`copy_data` once."""
 
     def __init__(self, source_context, dest_context, runner, reporter, options: Options) -> None:
@@ -271,55 +268,6 @@ class CopyEngine:
             items.append((node, ordinal, unit))
             cost += unit_cost
         return items, cost
-
-    # -- metadata jobs (pool threads) -------------------------------------------------
-    def _op_list_dest(self, node: CopyNode) -> dict[str, Any]:
-        from ..client.container import Container
-
-        item = {"id": node.dest_path[-1] if node.dest_path else "",
-                "attributes": {"ancestors": list(node.dest_path[:-1]), "structure_family": "container",
-                               "specs": [], "metadata": {}, "sorting": None}}
-        container = Container(self._dest_context, item=item, structure_clients="numpy")
-        # Clients, not items: a structure is fetched (a page at a time) only if a decision needs it.
-        return dict(container._iterate(0, None, 1, None))
-
-    def _op_list_source(self, node: CopyNode) -> tuple[list[tuple[str, dict]], bool]:
-        # The first job takes the listing's small first page (see FIRST_PAGE), later ones a full page.
-        limit = PAGE if node.listed else FIRST_PAGE
-        page = []
-        for entry in node.listing:
-            page.append(entry)
-            if len(page) >= limit:
-                return page, False
-        return page, True
-
-    def _op_create(self, node: CopyNode) -> Any:
-        path = "/".join(node.dest_path)
-        if node.recreate:
-            try:
-                self._dest.send("DELETE", f"metadata/{path}", params=[("recursive", "true"), ("external_only", "false")])
-            except NotFound:
-                pass
-        parent = "/".join(node.dest_path[:-1])
-        body = create_body(node)
-        route = "register" if node.register else "metadata"
-        try:
-            return self._dest.send("POST", f"{route}/{parent}", json=body)
-        except Conflict as error:
-            if self._options.on_conflict == "error":
-                raise Conflict(
-                    error.status, f"/{path} already exists at the destination; pass on_conflict='skip' to keep "
-                    "existing nodes (and to finish an interrupted copy)", url=error.url, request_id=error.request_id,
-                ) from None
-            return _EXISTS  # created meanwhile by someone else: left alone, as the reference client does
-
-    def _op_finish(self, node: CopyNode) -> None:
-        clear_mark(self._dest, node.dest_path, node.specs if node.item is not None else [])
-
-    def _op_checkpoint(self, payload) -> None:
-        node, stored = payload
-        mark = {"name": INCOMPLETE_SPEC, "version": f"{CHECKPOINT_PREFIX}{stored}"}
-        clear_mark(self._dest, node.dest_path, node.specs + [mark])
 
     # -- handlers (loop thread) ----------------------------------------------------------
     def _on_dest_listed(self, node: CopyNode, existing: dict[str, dict]) -> None:
