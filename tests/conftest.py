@@ -104,12 +104,15 @@ _SHARED_WORKER = {"tests/test_prefect_tiled.py": "prefect", "tests/test_secrets.
 #: the scheduler keeps the modules that use one on as few workers as it can.
 _COSTLY_FIXTURES = ("second_server", "small_limit_server", "auth_server", "killable_server", "dask_client")
 
-#: Rough seconds of the long scopes (from ``--durations``): they go first, so no long one is left for the
-#: end while the other worker idles. Other scopes count a third of a second per test; only the order matters.
+#: Seconds of the long scopes (measured with ``-n 3``): they go first, so no long one is left for the
+#: end while the other workers idle. Other scopes count a tenth of a second per test; only the order matters.
 _LONG_SCOPES = {
-    "prefect": 200, "tests/test_dagster_tiled.py": 140, "tests/test_copy.py": 60, "tests/test_faults_copy.py": 60,
-    "tests/test_example_flows.py": 60, "tests/test_restart.py": 40, "tests/test_server.py": 30,
-    "tests/test_auth.py": 30, "tests/test_dagster_ui.py": 18, "tests/test_soak.py": 15,
+    "prefect": 150, "tests/test_dagster_tiled.py": 100, "tests/test_faults_writes.py": 74,
+    "tests/test_faults_copy.py": 52, "tests/test_copy.py": 49, "tests/test_faults_reads.py": 48,
+    "tests/test_writes.py": 42, "tests/test_auth.py": 38, "tests/test_example_flows.py": 36,
+    "tests/test_container.py": 34, "tests/test_restart.py": 30, "tests/test_sparse.py": 28,
+    "tests/test_array.py": 27, "tests/test_server.py": 25, "tests/test_dagster_ui.py": 24,
+    "tests/test_queries_encoding.py": 21, "tests/test_awkward.py": 19,
 }
 
 
@@ -155,7 +158,7 @@ def pytest_xdist_make_scheduler(config, log):
             return _scope_of(nodeid)
 
         def _weight(self, scope: str) -> float:
-            return _LONG_SCOPES.get(scope, len(self.workqueue[scope]) / 3)
+            return _LONG_SCOPES.get(scope, len(self.workqueue[scope]) / 10)
 
         def _assign_work_unit(self, node) -> None:
             if not self._costly:  # the first assignment: the queue is complete; longest first
