@@ -108,3 +108,25 @@ def test_simple_starts_a_server_of_ones_own_and_connects_to_it(tmp_path, capsys)
     assert _copy_empty_catalog(tmp_path / "third.db")
     assert (tmp_path / "third.db").read_bytes() == next(
         Path(tempfile.gettempdir()).glob(f"tiled-core-{os.getuid()}/empty-catalog-{version('tiled')}.db")).read_bytes()
+
+
+def test_servers_of_one_process_are_forked_each_on_its_own(monkeypatch):
+    """Forked from one fork server, yet separate: own process group, own key, stopped on their own."""
+    from tiled_core._server_fork import ForkedServer
+    from tiled_core.server import LocalTiledServer
+
+    with LocalTiledServer() as first, LocalTiledServer() as second:
+        assert isinstance(first._process, ForkedServer) and isinstance(second._process, ForkedServer)
+        for server in (first, second):
+            assert os.getpgid(server.pid) == server.pid  # killpg(pid) reaches that server alone
+            own = httpx.get(f"{server.uri}/metadata/", headers={"Authorization": f"Apikey {server.api_key}"})
+            assert own.status_code == 200
+        other = httpx.get(f"{second.uri}/metadata/", headers={"Authorization": f"Apikey {first.api_key}"})
+        assert other.status_code == 401
+        pids = first.pid, second.pid
+    assert all(_gone(pid, within=10) for pid in pids)
+
+    monkeypatch.setenv("TILED_CORE_SERVER_FORK", "0")  # the plain subprocess, as where fork is unavailable
+    with LocalTiledServer() as plain:
+        assert isinstance(plain._process, subprocess.Popen)
+        assert httpx.get(f"{plain.root_uri}/healthz").status_code == 200
