@@ -150,6 +150,8 @@ class _Launcher:
 
     def close(self) -> None:
         """Let the fork server go (its socket closes, it exits) and reap it; its servers run on."""
+        if os.getpid() != self.owner:  # a forked copy of the starting process: not ours to stop
+            return
         self._sock.close()
         try:
             self._process.wait(timeout=5)
