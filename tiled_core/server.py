@@ -231,18 +231,17 @@ class LocalTiledServer:
 
     def _spawn(self) -> None:
         self._log_path = self.directory / "server.log"
+        python, argv, env = _server_python(), ["tiled", *self._command()], self._environment()
         with open(self._log_path, "ab") as log:
             # Forked from a process that has imported the server already (see _server_fork), else a
             # plain subprocess: the same command either way.
-            self._process = _server_fork.spawn(
-                _server_python(), ["tiled", *self._command()], self._environment(), log
-            ) or subprocess.Popen(
+            self._process = _server_fork.spawn(python, argv, env, log) or subprocess.Popen(
                 # The guard stops the server when this process dies without stop(): see _server_guard.
-                [_server_python(), "-m", "tiled_core._server_guard", "tiled", *self._command()],
+                [python, "-m", "tiled_core._server_guard", *argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.PIPE,
-                env=self._environment(),
+                env=env,
                 start_new_session=True,  # so stop() can signal the whole group
             )
         self._wait_ready()
