@@ -34,7 +34,7 @@ where the time goes far more steadily than wall time does.
 
 Usage::
 
-    python benchmarks/bench_copy.py [--repeat 1] [--quick] [--json out.json] [--no-dask] [--latency [MS]]
+    python benchmarks/bench_copy.py [--repeat 1] [--quick] [--json out.json] [--no-dask] [--latency [MS]] [--case big|many]
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class Bench:
 
 def run_cases(bench: Bench, contenders: list[str], repeat: int, units: dict[str, int]) -> dict:
     cases: dict = {}
-    for case in ("big", "many"):
+    for case in units:
         samples: dict[str, list[dict]] = {c: [] for c in contenders}
         for i in range(repeat):
             order = contenders[i % len(contenders):] + contenders[:i % len(contenders)]
@@ -257,7 +257,7 @@ def report(results: dict) -> str:
         head += " proxies | round trips per node/chunk | most in flight |"
         rule += "---:|---:|---:|"
     lines += [head + " busiest server / wall | load | target |", rule + "---:|---:|---|"]
-    for case in ("big", "many"):
+    for case in cases:
         label = LABELS[case].format(n=config["n_nodes"], mib=config["nbytes"] // MiB, blocks=config["blocks"])
         goal = LATENCY_TARGETS[case] if latency else TARGET
         for contender in config["contenders"]:
@@ -280,6 +280,8 @@ def main(argv=None) -> None:
     parser.add_argument("--no-dask", action="store_true", help="skip the LocalCluster copies")
     parser.add_argument("--latency", metavar="MS", type=float, nargs="?", const=20.0, default=None,
                         help="the slow-link case set: both servers behind proxies adding MS ms each way (default 20)")
+    parser.add_argument("--case", choices=("big", "many"), action="append",
+                        help="run only this case (repeatable; default both)")
     args = parser.parse_args(argv)
     if args.quick:
         # The slow link's quick set is smaller still: the reference pays every round trip in series.
@@ -322,7 +324,9 @@ def main(argv=None) -> None:
             bench = Bench(source, dest, dask_client, links)
             try:
                 cases_start = time.perf_counter()
-                results["cases"] = run_cases(bench, contenders, args.repeat, {"big": blocks, "many": n_nodes})
+                units = {"big": blocks, "many": n_nodes}
+                units = {case: units[case] for case in args.case or units}
+                results["cases"] = run_cases(bench, contenders, args.repeat, units)
                 results["cases_seconds"] = time.perf_counter() - cases_start
             finally:
                 bench.close()

@@ -114,6 +114,38 @@ def test_tree_arrives_identical(source, dest, ref_root, ref_dest_root, source_tr
     assert count_nodes(ref_dest) == summary.nodes  # nothing duplicated
 
 
+def test_evenly_chunked_arrays_move_in_regions_and_arrive_identical(ref_root, dest, ref_dest_root):
+    """Arrays whose chunks are all equal move many chunks per request (one region each way); the
+    copies keep shape, chunks, dtype (byte order too) and values; uneven chunking moves chunk by chunk."""
+    import dask.array as da
+
+    rng = np.random.default_rng(11)
+    parent = ref_root.create_container(f"regions-{uuid.uuid4().hex[:8]}")
+    arrays = {
+        "cube": da.from_array(rng.integers(-999, 999, (4, 6, 10)).astype("i2"), chunks=(1, 3, 5)),  # 24 chunks
+        "big_endian": da.from_array(rng.random((12, 8)).astype(">f4"), chunks=(4, 4)),  # 6 chunks
+        "line": da.from_array(np.arange(100, dtype="u8"), chunks=10),  # 10 chunks
+        "uneven": da.from_array(rng.random((10, 7)), chunks=(4, 3)),  # partial last chunks: 9 requests
+    }
+    for key, array in arrays.items():
+        parent.write_array(array, key=key, metadata={"key": key})
+    source = from_uri(ref_root.uri, api_key=ref_root.context.api_key)[parent.item["id"]]
+    target = dest.create_container("regions")
+    with record_history() as history:
+        summary = copy(source, target, progress=False)
+    assert summary.failed == 0 and summary.nodes == len(arrays)
+    moves = sorted((r.method, r.url.path.rsplit("/", 1)[-1]) for r in history.requests
+                   if r.url.path.startswith("/api/v1/array/"))
+    even = ["big_endian", "cube", "line"]  # a region each way; the uneven array's 9 chunks one by one
+    assert moves == sorted([("GET", k) for k in even] + [("PATCH", k) for k in even]
+                           + [("GET", "uneven"), ("PUT", "uneven")] * 9)
+    assert_same_tree(parent, ref_dest_root[dest.path]["regions"])
+    for key, array in arrays.items():
+        copied = ref_dest_root[dest.path]["regions"][key]
+        assert copied.structure().chunks == parent[key].structure().chunks
+        np.testing.assert_array_equal(copied.read(), array.compute())
+
+
 def test_existing_keys_error_warn_skip(source, dest, ref_dest_root):
     copy(source["nested"], dest, progress=False)
     with pytest.raises(CopyError, match="on_conflict='skip'") as caught:

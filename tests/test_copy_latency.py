@@ -75,12 +75,12 @@ def test_copy_over_slow_link_identical_in_order_with_requests_overlapping(tiled_
     dest_proxy.clear()
     summary = copy(source_node, dest_node, progress=False)
 
-    containers, chunked_units = 3, 4  # flat, nested, deeper; "chunked" has 4 blocks
+    containers, chunked_units = 3, 1  # flat, nested, deeper; "chunked": 4 equal blocks, moved as one region
     data_nodes = N_SMALL + 2  # the small arrays, "chunked", "leaf"
     assert summary.nodes == containers + data_nodes and summary.failed == 0
     # One GET and one PUT per unit of data, one POST per node, a listing and a mark to clear per
     # container (the flat one's listing in two pages: a small first one), the top's listing and its
-    # mark, the mark of "chunked" (several units): nothing per node beyond what it needs.
+    # mark, the mark of "chunked" (no marked container above it): nothing per node beyond what it needs.
     needed = 2 * (N_SMALL + 1 + chunked_units) + containers + data_nodes + 2 * containers + 1 + 1 + 1 + 1
     made = len(source_proxy.requests) + len(dest_proxy.requests)
     assert made <= needed, (made, needed, [(m, t.split("?")[0]) for p in links for m, t, _ in p.requests

@@ -462,3 +462,45 @@ def test_half_written_nodes_are_repaired_by_the_rerun(dask_runner, proxies, conn
     assert count_nodes(ref_second[dest.path]) == len(expected) - 1
 
 
+
+
+def test_a_refused_region_write_leaves_a_checkpoint_the_rerun_resumes_from(proxies, connect, tiled_server,
+                                                                            second_server, ref_root, ref_second,
+                                                                            monkeypatch):
+    """An evenly chunked array moves in regions of several chunks (one PATCH each); one refused mid-array
+    fails the copy clearly, the mark's checkpoint counts chunks stored in order, and the rerun sends
+    only the chunks from there on (a region it falls inside chunk by chunk)."""
+    from tiled_core.copy import _engine as _copy_engine
+
+    monkeypatch.setattr(_copy_engine, "CHECKPOINT_SECONDS", 0.0)
+    _, dst_proxy = proxies
+    values = np.random.default_rng(4).random((64, 48))  # 8 x 3 chunks of 8 x 16: 3 KiB a row of chunks
+    key = f"grid-{uuid.uuid4().hex[:8]}"
+    ref_root.write_array(da.from_array(values, chunks=(8, 16)), key=key, metadata={"grid": True})
+    source = connect(tiled_server.uri, tiled_server, key)
+    dest = fresh_container(connect(dst_proxy.uri, second_server))
+    # 64 KiB in flight over 8 slots: regions of 2 rows of chunks (6 chunks, 6 KiB); the third is refused.
+    dst_proxy.status(503, method="PATCH", match=f"array/full/{dest.path}/grid?offset=32%2C0", retry_after=0,
+                     times=None)
+    with pytest.raises(CopyError, match=RERUN):
+        copy({"grid": source}, dest, progress=False, max_memory=64 * 1024)
+    dst_proxy.clear()
+    half = ref_second[dest.path]["grid"]
+    (mark,) = [s.version for s in half.specs if s.name == INCOMPLETE_SPEC]
+    stored = int(mark.removeprefix("units:")) if mark else 0  # (a checkpoint in flight at the failure is dropped)
+    assert stored in (0, 6, 12)  # whole regions, in order: never past the refused one
+    assert not half.read()[32:40].any()  # the refused region holds the fill value
+    np.testing.assert_array_equal(half.read()[:stored // 3 * 8], values[:stored // 3 * 8])
+    assert half.structure().shape == values.shape  # a region write keeps the node's shape
+
+    # Resume inside a region: a checkpoint of 8 chunks leaves 4 of the second region, then 2 regions.
+    dest.context.session.send("PUT", f"metadata/{dest.path}/grid",
+                              json={"specs": [{"name": INCOMPLETE_SPEC, "version": "units:8"}]})
+    before = dst_proxy.requests[:]
+    summary = copy({"grid": source}, dest, on_conflict="skip", progress=False, max_memory=64 * 1024)
+    assert summary.failed == 0 and summary.bytes == values.nbytes - 8 * 8 * 16 * 8
+    writes = [(m, t) for m, t, _ in dst_proxy.requests[len(before):] if "/array/" in t]
+    assert sorted(m for m, _ in writes) == ["PATCH"] * 2 + ["PUT"] * 4, writes  # (sent side by side)
+    np.testing.assert_array_equal(ref_second[dest.path]["grid"].read(), values)
+    assert INCOMPLETE_SPEC not in [s.name for s in ref_second[dest.path]["grid"].specs]
+    assert dict(ref_second[dest.path]["grid"].metadata) == {"grid": True}

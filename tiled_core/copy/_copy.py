@@ -55,7 +55,9 @@ def copy(
     (default 3: catalogs on SQLite fail under many parallel creates), one at
     a time per container so that children keep the source's order (unless
     ``preserve_order=False``); bytes
-    stream from one server to the other a block at a time, with at most about
+    stream from one server to the other a block at a time (neighbouring
+    blocks of an evenly chunked array as one region of up to 32 MiB: a server
+    spends ~25 ms per request whatever its size), with at most about
     ``max_memory`` bytes in flight. ``progress``: None (a bar when stderr is a
     terminal and tqdm is installed), True/False, or a callable receiving
     :class:`CopyProgress`. ``dask_client``: run the transfers as tasks on that

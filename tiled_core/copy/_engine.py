@@ -18,7 +18,8 @@ takes several requests, cannot be rewritten idempotently, or has no marked
 container above it; small one-request nodes are covered by their parent's
 mark instead (this saves a request per node on trees of many small nodes).
 While a marked node's data moves, its mark records every ``CHECKPOINT_SECONDS``
-how many of its units (in order) are stored: ``version="units:<k>"``.
+how many of its chunks (blocks, partitions; in order) are stored:
+``version="units:<k>"``.
 A rerun with ``on_conflict="skip"`` descends into existing containers and
 keeps every node it can trust: unmarked nodes under unmarked containers.
 Marked nodes are completed in place (from their checkpoint on) or, when that
@@ -29,7 +30,6 @@ nodes covered by a marked parent get their data sent again.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import queue
 import time
 import warnings
@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..distributed._transfers import TRANSFERS, Unit
+from ..distributed._transfers import GROUP_BYTES, TRANSFERS, Unit
 from ..client.writing._conflict import INCOMPLETE_SPEC
 from ._plan import (
     CopyNode,
@@ -317,16 +317,15 @@ class CopyEngine(MetadataJobs):
             self._summary.bytes += nbytes
             node.pending -= 1
             self._last_path = node.text
-            self._stored(node, ordinal)
+            self._stored(node, ordinal, unit)
             self._check_data_done(node)
         self._report()
 
-    def _stored(self, node: CopyNode, ordinal: int) -> None:
-        """Count unit ``ordinal`` as stored; now and then record the stored prefix in the node's mark."""
-        node.stored_above.add(ordinal)
+    def _stored(self, node: CopyNode, ordinal: int, unit: Unit) -> None:
+        """Count the chunks of ``unit`` (from ``ordinal``) as stored; now and then checkpoint the stored prefix."""
+        node.stored_above[ordinal] = ordinal + unit.count
         while node.stored in node.stored_above:
-            node.stored_above.discard(node.stored)
-            node.stored += 1
+            node.stored = node.stored_above.pop(node.stored)
         due = time.monotonic() - node.checkpoint_time >= CHECKPOINT_SECONDS
         if node.marked and due and not node.checkpointing and node.stored > node.checkpointed:
             node.checkpointing = True
@@ -392,10 +391,12 @@ class CopyEngine(MetadataJobs):
     # -- completion ----------------------------------------------------------------------
     def _open_units(self, node: CopyNode) -> None:
         self._found_bytes += node.nbytes_hint()  # the bar's total grows as data nodes open
-        units = TRANSFERS[node.transfer].units(node.source_structure, node.dest_structure)
-        # Units a checkpoint says are stored are not sent again; the rest are numbered on.
+        # Chunks a checkpoint says are stored are not sent again; units are numbered by their first chunk.
         start = node.stored = node.checkpointed = node.resume_from
-        node.units = enumerate(itertools.islice(units, start, None), start=start)
+        # Grouped units share the memory budget with the other slots.
+        group_bytes = min(GROUP_BYTES, self._options.max_memory // max(1, self._runner.slots))
+        units = TRANSFERS[node.transfer].units(node.source_structure, node.dest_structure, start, group_bytes)
+        node.units = _numbered(units, start)
         node.checkpoint_time = time.monotonic()
         self._open.append(node)
         self._open_count += 1
@@ -457,3 +458,10 @@ class CopyEngine(MetadataJobs):
             nodes_done=s.nodes, nodes_found=self._found_nodes, bytes_done=s.bytes, bytes_found=self._found_bytes,
             skipped=s.skipped, failed=s.failed, seconds=time.monotonic() - self._started, path=self._last_path,
         ), final)
+
+
+def _numbered(units: Iterator[Unit], first: int) -> Iterator[tuple[int, Unit]]:
+    """``(ordinal of the unit's first chunk, unit)`` for units starting at chunk ``first``."""
+    for unit in units:
+        yield first, unit
+        first += unit.count

@@ -11,7 +11,7 @@ node that already exists.
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +27,7 @@ __all__ = ["FIRST_PAGE", "CopyNode", "classify", "create_body", "existing_action
 MiB = 1 << 20
 SMALL_NODE_BYTES = 4 * MiB  # a one-request node this small is re-sent on resume rather than marked
 MAX_SPECS = 20  # the server's limit; a node already at it cannot carry the mark
-CHECKPOINT_PREFIX = "units:"  # the mark's version "units:<k>": units 0..k-1 are stored
+CHECKPOINT_PREFIX = "units:"  # the mark's version "units:<k>": chunks (blocks, partitions) 0..k-1 are stored
 # Source listings: data nodes' structures come with their data sources; containers' structures
 # (a count of *their* children, costly for the server) are not needed.
 SOURCE_FIELDS = ("metadata", "structure_family", "specs", "sorting")
@@ -66,9 +66,9 @@ class CopyNode:
     dest_structure: dict | None = None
     units: Iterator[tuple[int, Unit]] | None = None  # (ordinal, unit)
     peeked: tuple[int, Unit] | None = None
-    resume_from: int = 0  # units stored before this run (the mark's checkpoint)
-    stored: int = 0  # units 0..stored-1 are stored
-    stored_above: set = dataclasses.field(default_factory=set)  # stored ordinals past a gap
+    resume_from: int = 0  # chunks stored before this run (the mark's checkpoint)
+    stored: int = 0  # chunks 0..stored-1 are stored
+    stored_above: dict = dataclasses.field(default_factory=dict)  # stored units past a gap: first chunk -> end
     checkpointed: int = 0  # what the mark says
     checkpoint_time: float = 0.0
     checkpointing: bool = False
@@ -98,11 +98,11 @@ class CopyNode:
         """Under a marked container: a rerun does not trust this node's data."""
         return self.parent is not None and self.parent.marked
 
-    def units_hint(self) -> int:
+    def one_request(self) -> bool:
+        """Whether the node's data moves in one unit (the destination gets the source's structure)."""
         structure = self.source_structure or {}
-        if "chunks" in structure:
-            return math.prod(len(c) for c in structure["chunks"] if c)
-        return int(structure.get("npartitions") or 1)
+        units = TRANSFERS[self.transfer].units(structure, structure, 0)
+        return next(itertools.islice(units, 1, None), None) is None
 
     def nbytes_hint(self) -> int:
         """Bytes of an array's data (0 when not known in advance)."""
@@ -185,7 +185,7 @@ def needs_own_mark(node: CopyNode) -> bool:
         return False  # no room for the mark: the node relies on its parent's
     if node.family == "container":
         return True  # whether it will get children is not known yet
-    small = node.units_hint() <= 1 and node.nbytes_hint() <= SMALL_NODE_BYTES
+    small = node.one_request() and node.nbytes_hint() <= SMALL_NODE_BYTES
     return not (node.covered and small and TRANSFERS[node.transfer].idempotent)
 
 
