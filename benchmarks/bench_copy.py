@@ -34,7 +34,8 @@ where the time goes far more steadily than wall time does.
 
 Usage::
 
-    python benchmarks/bench_copy.py [--repeat 1] [--quick] [--json out.json] [--no-dask] [--latency [MS]] [--case big|many]
+    python benchmarks/bench_copy.py [--repeat 1] [--quick] [--json out.json] [--no-dask] [--latency [MS]]
+        [--case big|many] [--nodes N]
 """
 
 from __future__ import annotations
@@ -282,6 +283,7 @@ def main(argv=None) -> None:
                         help="the slow-link case set: both servers behind proxies adding MS ms each way (default 20)")
     parser.add_argument("--case", choices=("big", "many"), action="append",
                         help="run only this case (repeatable; default both)")
+    parser.add_argument("--nodes", type=int, help="small nodes in the 'many' case (default 2000, quick 200 or 50)")
     args = parser.parse_args(argv)
     if args.quick:
         # The slow link's quick set is smaller still: the reference pays every round trip in series.
@@ -289,6 +291,7 @@ def main(argv=None) -> None:
         shape, chunks, n_nodes = ((512, 4096), (64, 512), 50) if args.latency else ((1024, 4096), (128, 512), 200)
     else:
         shape, chunks, n_nodes = (4096, 8192), (512, 1024), 2000
+    n_nodes = args.nodes or n_nodes
     no_dask = args.no_dask or args.latency is not None
     contenders = ["tiled_core", "reference", "tiled_core_unordered"] + ([] if no_dask else ["tiled_core_dask"])
     blocks = (shape[0] // chunks[0]) * (shape[1] // chunks[1])

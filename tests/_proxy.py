@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import queue
 import random
 import socket
 import struct
@@ -283,17 +284,21 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        state = {"upstream": http.client.HTTPConnection(*self._upstream, timeout=60), "graceful": True}
+        # Three stages per connection, as on a real link with HTTP/1.1 pipelining: requests are read
+        # (and time-stamped) as they arrive, answered one at a time in order, and each answer is sent
+        # ``latency`` after it is ready, so requests queued on one connection overlap their waits.
+        state = {"upstream": http.client.HTTPConnection(*self._upstream, timeout=60), "graceful": True,
+                 "outbox": _Outbox(client, self._stop)}
         reader = client.makefile("rb")
+        arrivals: queue.SimpleQueue = queue.SimpleQueue()
+        reading = threading.Thread(target=self._read_loop, args=(reader, arrivals), name="fault-proxy-reader",
+                                   daemon=True)
+        reading.start()
         try:
             while True:
-                request = _read_request(reader)
+                request, arrived = arrivals.get()
                 if request is None:
                     return
-                arrived = time.monotonic()
-                with self._lock:
-                    self.in_flight += 1
-                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                 try:
                     if not self._answer(client, state, request, arrived):
                         return
@@ -303,19 +308,42 @@ class FaultProxy:
         except OSError:
             return
         finally:
+            state["outbox"].close()
             state["upstream"].close()
-            reader.close()
-            if state["graceful"]:
-                try:
-                    client.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            else:
+            if not state["graceful"]:
                 # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            try:  # FIN (or, for a RST, only stop reading), which also ends the reader thread's wait
+                client.shutdown(socket.SHUT_RDWR if state["graceful"] else socket.SHUT_RD)
+            except OSError:
+                pass
+            reading.join(timeout=5)
+            reader.close()
             client.close()
+            while True:  # requests read but never answered are no longer in flight
+                try:
+                    request, _ = arrivals.get_nowait()
+                except queue.Empty:
+                    break
+                if request is not None:
+                    with self._lock:
+                        self.in_flight -= 1
             with self._lock:
                 self._sockets.discard(client)
+
+    def _read_loop(self, reader, arrivals: queue.SimpleQueue) -> None:
+        try:
+            while True:
+                request = _read_request(reader)
+                if request is None:
+                    break
+                with self._lock:
+                    self.in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                arrivals.put((request, time.monotonic()))
+        except (OSError, ValueError):
+            pass  # the connection closed
+        arrivals.put((None, time.monotonic()))
 
     def _delay(self, until: float) -> bool:
         """Wait (the link's latency) until ``until``; False when the proxy closes meanwhile."""
@@ -340,9 +368,8 @@ class FaultProxy:
             head += [f"{k}: {v}" for k, v in fault.headers]
             if "content-length" not in extra:
                 head.append(f"content-length: {len(fault.body)}")
-            if latency and not self._delay(time.monotonic() + latency):
-                return False
-            client.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + fault.body)
+            state["outbox"].send(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + fault.body,
+                                 time.monotonic() + latency)
             return True
         if kind == "hook":
             fault.hook(method, target)
@@ -368,7 +395,11 @@ class FaultProxy:
                  if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"]
         head.append(f"content-length: {len(payload)}")  # the full size, even when cutting
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        if latency and not self._delay(time.monotonic() + latency):
+        if kind is None:
+            state["outbox"].send(data + payload, time.monotonic() + latency)
+            return True
+        # A fault acts on the connection itself: the answers before it go out first.
+        if not state["outbox"].drain() or (latency and not self._delay(time.monotonic() + latency)):
             return False
         if kind == "cut":
             client.sendall(data + payload[: fault.offset(len(payload))])
@@ -388,6 +419,46 @@ class FaultProxy:
             return True
         client.sendall(data + payload)
         return True
+
+
+class _Outbox:
+    """Sends a connection's answers in order, each at its time (the link's latency), from a thread of its own."""
+
+    def __init__(self, client: socket.socket, stop: threading.Event) -> None:
+        self._client, self._stop = client, stop
+        self._queue: queue.Queue = queue.Queue()
+        self._broken = False
+        self._thread = threading.Thread(target=self._run, name="fault-proxy-sender", daemon=True)
+        self._thread.start()
+
+    def send(self, data: bytes, at: float) -> None:
+        self._queue.put((data, at))
+
+    def drain(self) -> bool:
+        """Wait until everything queued is sent; False if the connection broke."""
+        self._queue.join()
+        return not self._broken
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                data, at = item
+                remaining = at - time.monotonic()
+                if self._broken or (remaining > 0 and self._stop.wait(remaining)):
+                    self._broken = True
+                    continue
+                self._client.sendall(data)
+            except OSError:
+                self._broken = True
+            finally:
+                self._queue.task_done()
 
 
 def _forward(upstream: http.client.HTTPConnection, method: str, target: str, headers, body: bytes):

@@ -363,3 +363,55 @@ def test_a_closed_client_says_so_instead_of_reconnecting(tiled_server):
         with pytest.raises(ClientClosed, match="closed"):
             action()
     assert client.context.session.request_count == before
+
+
+# ---------------------------------------------------------------- pipelined, ordered writes
+def _creates(parent_path: str, keys) -> list:
+    return [(f"metadata/{parent_path}", {"id": key, "structure_family": "container", "metadata": {"key": key},
+                                         "specs": [], "data_sources": []}) for key in keys]
+
+
+def test_ordered_creates_travel_together_and_are_applied_in_order(client, proxy, dataset):
+    """``send_in_order``: all requests sent at once on one connection (all inside the slow link together:
+    one round trip), applied in order; a clash in the middle is that request's Conflict alone."""
+    from tiled_core.transport import Conflict
+
+    parent = client[dataset].create_container()
+    keys = [f"k{i:02d}" for i in range(12)]
+    proxy.clear()
+    proxy.latency(0.3)
+    try:
+        outcomes = client.context.session.send_in_order("POST", _creates(parent.path, keys[:5] + ["k02"] + keys[5:]))
+    finally:
+        proxy.latency(0)
+    assert [isinstance(o, Conflict) for o in outcomes] == [False] * 5 + [True] + [False] * 7
+    assert [o.get("data", o)["id"] for o in outcomes if not isinstance(o, Conflict)] == keys  # each its own reply
+    assert list(client[parent.path]) == keys
+    assert proxy.peak_in_flight == 13
+
+
+def test_a_connection_lost_mid_pipeline_fails_the_rest_and_resends_nothing(client, proxy, dataset):
+    """The answers before the loss stand; the requests after it fail (applied or not is unknown) and are
+    not sent again: nothing is created twice, nothing out of order."""
+    parent = client[dataset].create_container()
+    keys = [f"k{i:02d}" for i in range(10)]
+    proxy.clear()
+    proxy.drop(method="POST", skip=4)  # the 5th create: the connection closed unanswered, nothing forwarded
+    outcomes = client.context.session.send_in_order("POST", _creates(parent.path, keys))
+    assert not any(isinstance(o, Exception) for o in outcomes[:4])
+    assert all(isinstance(o, ConnectionFailed) for o in outcomes[4:])
+    assert list(client[parent.path]) == keys[:4]
+    assert [m for m, _, _ in proxy.requests].count("POST") == 5
+
+
+def test_refused_credentials_mid_pipeline_are_resent_one_by_one(client, proxy, dataset):
+    """401 (an expired token): nothing was applied from there on, so those requests go again through
+    ``send``, in order."""
+    parent = client[dataset].create_container()
+    keys = [f"k{i:02d}" for i in range(6)]
+    proxy.clear()
+    proxy.status(401, method="POST", skip=2, times=4)  # the pipelined 3rd..6th
+    outcomes = client.context.session.send_in_order("POST", _creates(parent.path, keys))
+    assert not any(isinstance(o, Exception) for o in outcomes)
+    assert list(client[parent.path]) == keys
+    assert [m for m, _, _ in proxy.requests].count("POST") == 6 + 4

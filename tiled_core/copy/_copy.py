@@ -52,9 +52,10 @@ def copy(
 
     Beyond the reference: data moves over ``concurrency`` parallel transfers
     (default 8) while nodes are created ``create_concurrency`` at a time
-    (default 3: catalogs on SQLite fail under many parallel creates), one at
-    a time per container so that children keep the source's order (unless
-    ``preserve_order=False``); bytes
+    (default 3: catalogs on SQLite fail under many parallel creates); so
+    that children keep the source's order (unless ``preserve_order=False``) a
+    container's children are created in order, up to 16 at once pipelined on
+    one connection (one round trip for them all over a slow link); bytes
     stream from one server to the other a block at a time (neighbouring
     blocks of an evenly chunked array as one region of up to 32 MiB: a server
     spends ~25 ms per request whatever its size), with at most about

@@ -6,7 +6,9 @@ The loop runs in the calling thread and does no I/O itself. It hands out
   container, create, delete, clear a mark) to a small pool: the destination's
   catalog takes writes one at a time (a 0.2.20 server on SQLite answers 500
   under ~16 parallel creates), so ``create_concurrency`` stays low (the
-  requests themselves are in ``_jobs``);
+  requests themselves are in ``_jobs``); with ``preserve_order`` a
+  container's queued children go in one job, pipelined in order on one
+  connection (``Session.send_in_order``), one such job per container at a time;
 - data jobs (units from ``tiled_core.distributed._transfers``) to a runner:
   threads here, or Dask workers; at most ``runner.slots`` at once and, here,
   at most ``max_memory`` bytes of units in flight.
@@ -58,6 +60,7 @@ __all__ = ["CopyEngine", "Options", "source_listing"]
 
 MiB = 1 << 20
 MAX_OPEN = 256  # data nodes created but not complete: how far creation may run ahead of the data
+PIPELINE = 16  # ordered creates sent together on one connection (pipelined: one round trip for them all)
 UNKNOWN_UNIT_BYTES = 8 * MiB  # budget charged for a unit of unknown size (table partition, zip)
 CHECKPOINT_SECONDS = 10.0  # how often a marked node's mark records how many of its units are stored
 
@@ -148,7 +151,7 @@ class CopyEngine(MetadataJobs):
                     result = future.result()
                 except BaseException as error:  # noqa: BLE001 - reported per node, raised at the end
                     if kind == "meta":
-                        nodes = [payload[0] if isinstance(payload, tuple) else payload]
+                        nodes = payload if isinstance(payload, list) else [payload[0] if isinstance(payload, tuple) else payload]
                     else:
                         nodes = [node for node, _, _ in payload]
                     for node in nodes:
@@ -191,9 +194,9 @@ class CopyEngine(MetadataJobs):
                 else:
                     self._submit_meta(self._op_finish, job, self._on_finished)
             elif self._creators and self._may_create(self._creators[0].to_create[0]):
-                node = self._next_create()
-                self._exclusive_busy += self._exclusive(node)
-                self._submit_meta(self._op_create, node, self._on_created)
+                nodes = self._next_creates()
+                self._exclusive_busy += sum(map(self._exclusive, nodes))
+                self._submit_meta(self._op_create_many, nodes, self._on_created_many)
             elif self._listings and self._queued_creates < PAGE:
                 node, side = self._listings.popleft()
                 if node.dropped or node.failed:
@@ -229,14 +232,23 @@ class CopyEngine(MetadataJobs):
             parent.waiting = True
             self._creators.append(parent)
 
-    def _next_create(self) -> CopyNode:
+    def _next_creates(self) -> list[CopyNode]:
+        """The next parent's queued children to create together: in order, up to ``PIPELINE`` (1 unordered)."""
         parent = self._creators.popleft()
         parent.waiting = False
-        node = parent.to_create.popleft()
-        self._queued_creates -= 1
-        parent.creating += 1
+        limit = PIPELINE if self._options.preserve_order else 1
+        nodes: list[CopyNode] = []
+        while parent.to_create and len(nodes) < limit:
+            node = parent.to_create[0]
+            if nodes and (self._exclusive(node) or not self._may_create(node)):
+                break  # SQL-backed storage is created alone
+            nodes.append(parent.to_create.popleft())
+            if self._exclusive(node):
+                break
+        self._queued_creates -= len(nodes)
+        parent.creating += len(nodes)
         self._wake(parent)
-        return node
+        return nodes
 
     def _take_units(self) -> tuple[list[tuple[CopyNode, int, Unit]], int]:
         """The next data job: units from the open nodes, oldest node first, within the budgets."""
@@ -310,6 +322,13 @@ class CopyEngine(MetadataJobs):
             sources = created.get("data_sources") or []
             node.dest_structure = sources[0]["structure"] if sources else create_body(node)["data_sources"][0]["structure"]
             self._open_units(node)
+
+    def _on_created_many(self, nodes: list[CopyNode], outcomes: list[Any]) -> None:
+        for node, outcome in zip(nodes, outcomes):
+            if isinstance(outcome, BaseException):
+                self._fail(node, outcome)
+            else:
+                self._on_created(node, outcome)
 
     def _on_moved(self, items: list[tuple[CopyNode, int, Unit]], moved: list[int]) -> None:
         for (node, ordinal, unit), nbytes in zip(items, moved):

@@ -43,25 +43,30 @@ class MetadataJobs:
                 return page, False
         return page, True
 
-    def _op_create(self, node: CopyNode) -> Any:
-        path = "/".join(node.dest_path)
-        if node.recreate:
-            try:
-                self._dest.send("DELETE", f"metadata/{path}", params=[("recursive", "true"), ("external_only", "false")])
-            except NotFound:
-                pass
-        parent = "/".join(node.dest_path[:-1])
-        body = create_body(node)
-        route = "register" if node.register else "metadata"
-        try:
-            return self._dest.send("POST", f"{route}/{parent}", json=body)
-        except Conflict as error:
-            if self._options.on_conflict == "error":
-                raise Conflict(
-                    error.status, f"/{path} already exists at the destination; pass on_conflict='skip' to keep "
-                    "existing nodes (and to finish an interrupted copy)", url=error.url, request_id=error.request_id,
-                ) from None
-            return EXISTS  # created meanwhile by someone else: left alone, as the reference client does
+    def _op_create_many(self, nodes: list[CopyNode]) -> list[Any]:
+        """Create ``nodes`` in this order (pipelined on one connection); per node its reply, EXISTS or the error."""
+        for node in nodes:
+            if node.recreate:
+                try:
+                    self._dest.send("DELETE", f"metadata/{'/'.join(node.dest_path)}",
+                                    params=[("recursive", "true"), ("external_only", "false")])
+                except NotFound:
+                    pass
+        requests = [(f"{'register' if node.register else 'metadata'}/{'/'.join(node.dest_path[:-1])}",
+                     create_body(node)) for node in nodes]
+        outcomes = self._dest.send_in_order("POST", requests)
+        return [self._created(node, outcome) for node, outcome in zip(nodes, outcomes)]
+
+    def _created(self, node: CopyNode, outcome: Any) -> Any:
+        if not isinstance(outcome, Conflict):
+            return outcome
+        if self._options.on_conflict == "error":
+            return Conflict(
+                outcome.status, f"/{'/'.join(node.dest_path)} already exists at the destination; pass "
+                "on_conflict='skip' to keep existing nodes (and to finish an interrupted copy)",
+                url=outcome.url, request_id=outcome.request_id,
+            )
+        return EXISTS  # created meanwhile by someone else: left alone, as the reference client does
 
     def _op_finish(self, node: CopyNode) -> None:
         clear_mark(self._dest, node.dest_path, node.specs if node.item is not None else [])

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from ._config import Timeouts
 from ._decode import error_detail
 from ._errors import ConnectionFailed, MalformedResponse, RequestTimeout, TruncatedResponse, error_for_status
+from ._pipeline import Pipeliner
 
 __all__ = ["BulkReader", "bulk_supported"]
 
@@ -73,6 +74,8 @@ class BulkReader:
         # One slot per request in flight. A connection is opened only when none is idle, so
         # connections open (idle or busy) never outnumber the slots.
         self._slots = threading.BoundedSemaphore(max_open)
+        # Ordered writes sent together on connections of their own (see ``_pipeline``).
+        self.pipeliner = Pipeliner(self._connect, parts.netloc)
 
     def _checkout(self) -> http.client.HTTPConnection:
         with self._lock:
@@ -183,4 +186,5 @@ class BulkReader:
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+        self.pipeliner.close()
 

@@ -115,6 +115,16 @@ def note_direct(method: str, url: str, headers: dict, send: Callable[[], tuple[i
     return status, response_headers
 
 
+def note_exchange(method: str, url: str, headers: dict, status: int | None, response_headers) -> None:
+    """An exchange that bypassed httpx (a pipelined request), where the hooks see it; status None: unanswered."""
+    if not watching():
+        return
+    request = httpx.Request(method, url, headers=headers)
+    _on_request(request)
+    if status is not None:
+        _on_response(httpx.Response(status, headers=list(response_headers.items()), request=request))
+
+
 def _url_of(response: httpx.Response) -> str | None:
     request = getattr(response, "_request", None)
     return None if request is None else str(request.url)

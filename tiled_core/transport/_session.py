@@ -22,10 +22,10 @@ from ._auth import ApiKeyAuth, TokenAuth
 from ._cache import Cache, CacheSlot, cache_key
 from ._config import Limits, RetryPolicy, Timeouts
 from ._credentials import auth_hint, header_auth, identity
-from ._history import observe, served_from_cache
+from ._history import note_exchange, observe, served_from_cache
 from ._decode import JSON, MSGPACK, decode_document
 from ._gate import FetchGate
-from ._errors import ClientClosed, MalformedResponse
+from ._errors import ClientClosed, MalformedResponse, ServerError
 from ._request import body_factory, check_headers, check_verify, data_headers, is_loopback, open_pools
 from ._response import check_response, checked_chunks
 from ._read_into import ReadInto
@@ -381,6 +381,55 @@ class Session(ReadInto):
             return decode_document(response.content, response.headers.get("content-type", ""), url=url)
 
         return self._with_retries(method, url, attempt, idempotent=idempotent)
+
+    def send_in_order(self, method: str, items: Sequence[tuple[str, Any]]) -> list:
+        """Send ``(path, JSON body)`` requests that the server must apply in this order; never raises.
+
+        Returns per item the decoded reply or the exception it ended with. Over a
+        direct connection with a header credential the requests are pipelined:
+        sent together on one connection, which the server answers one by one in
+        order, so a slow link's round trip is paid once for them all. As with
+        ``send``, a request that may have been applied (its answer lost, or a
+        503 from a gateway) is not resent; when the credential was refused (an
+        expired token), the requests from there on, all refused too, are sent
+        again one by one through ``send``, which renews it.
+        """
+        import orjson
+
+        auth_headers = self._header_auth() if self._bulk is not None else None
+        if len(items) < 2 or auth_headers is None or self.closed:
+            return [self._outcome(method, path, body) for path, body in items]
+        headers = {k: v for k, v in self._http.headers.items() if k.lower() not in ("accept", "accept-encoding")}
+        headers.update({"accept": f"{_DOCUMENT_ACCEPT}, {JSON}", "accept-encoding": "identity",
+                        "content-type": JSON, **auth_headers})
+        requests = [(method, httpx.URL(self.url(path)).raw_path.decode("ascii"), headers,
+                     orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
+                    for path, body in items]
+        urls = [self.url(path) for path, _ in items]
+
+        def on_answer(index: int, status, response_headers) -> None:
+            self._count()
+            if status is not None:
+                self._server_answered = True
+            note_exchange(method, urls[index], headers, status, response_headers)
+
+        results = self._bulk.pipeliner.send(requests, url_of=lambda target: self._bulk_url(target),
+                                            auth_hint=self._auth_hint(), on_answer=on_answer)
+        first = next((i for i, r in enumerate(results) if self._resendable(r)), None)
+        if first is not None and all(map(self._resendable, results[first:])):
+            results[first:] = [self._outcome(method, path, body) for path, body in items[first:]]
+        return results
+
+    @staticmethod
+    def _resendable(result) -> bool:
+        """Refused before anything was applied, and maybe not next time: the credential (an expired token)."""
+        return isinstance(result, ServerError) and result.status == 401
+
+    def _outcome(self, method: str, path: str, body: Any):
+        try:
+            return self.send(method, path, json=body)
+        except Exception as error:  # noqa: BLE001 - handed back per item
+            return error
 
     # -- login sessions --------------------------------------------------------
     def token_refresher(self, refresh_url: str) -> Callable[[str], Any]:
