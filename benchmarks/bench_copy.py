@@ -65,7 +65,8 @@ from tiled.client import from_uri as ref_from_uri
 from tiled.client.sync import copy as ref_copy
 
 MiB = 1 << 20
-TARGET = 3.0
+#: Loopback targets: the 256 MiB array at least 2.5x the reference, the 2,000 small nodes 2x.
+TARGETS = {"big": 2.5, "many": 2.0}
 #: The slow link's targets: the 2,000-node copy at least 4x the reference, the array 3x.
 LATENCY_TARGETS = {"big": 3.0, "many": 4.0}
 PROXY = Path(__file__).resolve().parent.parent / "tests" / "_proxy.py"
@@ -260,12 +261,12 @@ def report(results: dict) -> str:
     lines += [head + " busiest server / wall | load | target |", rule + "---:|---:|---|"]
     for case in cases:
         label = LABELS[case].format(n=config["n_nodes"], mib=config["nbytes"] // MiB, blocks=config["blocks"])
-        goal = LATENCY_TARGETS[case] if latency else TARGET
+        goal = (LATENCY_TARGETS if latency else TARGETS)[case]
         for contender in config["contenders"]:
             r = cases[case][contender]
             target = ""
             if contender != "reference":
-                target = f">= {goal:.0f}x: {'met' if r['speedup'] >= goal else 'NOT met'}"
+                target = f">= {goal:g}x: {'met' if r['speedup'] >= goal else 'NOT met'}"
             row = (f"| {label} | {NAMES[contender]} | {r['seconds']:.2f} | {r['speedup']:.2f}x | "
                    f"{r['source_cpu']:.1f} | {r['dest_cpu']:.1f} | {r['client_cpu']:.1f} |")
             if latency:
