@@ -93,15 +93,13 @@ def _array_units(source: dict, dest: dict, start: int = 0, group_bytes: int = GR
         axis = next((a for a in range(ndim)
                      if itemsize * max(chunks[a]) * math.prod(max(c) for c in chunks[:a]) * math.prod(shape[a + 1:])
                      <= group_bytes), None)
+    if axis is None:  # chunk by chunk
+        for index in itertools.islice(itertools.product(*(range(len(c)) for c in chunks)), start, None):
+            yield _array_region(structure, starts, index, ())
+        return
     ordinal = 0
-    for outer in itertools.product(*(range(len(c)) for c in chunks[:axis if axis is not None else ndim])):
-        if axis is None:
-            unit = _array_region(structure, starts, outer, ())
-            if ordinal >= start:
-                yield unit
-            ordinal += 1
-            continue
-        inner_count = math.prod(len(c) for c in chunks[axis + 1:])
+    inner_count = math.prod(len(c) for c in chunks[axis + 1:])  # chunks of the later axes, all in each group
+    for outer in itertools.product(*(range(len(c)) for c in chunks[:axis])):
         slab = itemsize * math.prod(chunks[a][i] for a, i in enumerate(outer)) * math.prod(shape[axis + 1:])
         for group in _runs(chunks[axis], slab, group_bytes):
             count = len(group) * inner_count

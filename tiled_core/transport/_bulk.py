@@ -21,16 +21,9 @@ from ._config import Timeouts
 from ._decode import error_detail
 from ._errors import ConnectionFailed, MalformedResponse, RequestTimeout, TruncatedResponse, error_for_status
 from ._pipeline import Pipeliner
+from ._retry import retry_after
 
 __all__ = ["BulkReader", "bulk_supported"]
-
-
-def _retry_after(response: http.client.HTTPResponse) -> float | None:
-    value = response.getheader("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: the session's own backoff applies
 
 
 def bulk_supported(base_url: str, trust_env: bool) -> bool:
@@ -141,7 +134,7 @@ class BulkReader:
                 error = error_for_status(
                     response.status, detail, url=url, request_id=response.getheader("x-tiled-request-id"), **hint
                 )
-                error.retry_after = _retry_after(response)  # honoured by the session's retry loop
+                error.retry_after = retry_after(response.msg)  # honoured by the session's retry loop
                 raise error
             encoding = response.getheader("content-encoding", "identity")
             length = response.getheader("content-length")

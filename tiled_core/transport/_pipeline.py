@@ -127,9 +127,7 @@ def _read_answer(reader, url: str, auth_hint: str) -> tuple[int, http.client.HTT
     detail = error_detail(body, headers.get("content-type", ""))
     error = error_for_status(status, detail, url=url, request_id=headers.get("x-tiled-request-id"),
                              auth_hint=auth_hint)
-    retry_after = headers.get("retry-after")
-    error.retry_after = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
-    return status, headers, error
+    return status, headers, error  # never retried here (see Session.send_in_order): no Retry-After kept
 
 
 def _read_body(reader, headers, url: str) -> bytes:

@@ -69,9 +69,7 @@ class ReadInto:
 
     def _bulk_fetch(self, target: str, headers: dict[str, str], auth_headers: dict[str, str], out: memoryview, url: str):
         request_headers = {"user-agent": user_agent(), "accept-encoding": "identity", **headers}
-        request_headers.update(
-            {k: v for k, v in self._http.headers.items() if k.lower() not in ("accept", "accept-encoding")}
-        )
+        request_headers.update(self._direct_headers())
         request_headers.update(auth_headers)
 
         def once():
@@ -92,6 +90,10 @@ class ReadInto:
             stale = auth_headers["Authorization"].partition(" ")[2]
             request_headers["Authorization"] = f"Bearer {self._auth.renew(stale).access_token}"
             return once()
+
+    def _direct_headers(self) -> dict[str, str]:
+        """The session's own headers for a request that bypasses httpx (Accept and encoding set per request)."""
+        return {k: v for k, v in self._http.headers.items() if k.lower() not in ("accept", "accept-encoding")}
 
     def _bulk_url(self, target: str) -> str:
         base = httpx.URL(self._base_url)

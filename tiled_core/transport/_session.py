@@ -39,6 +39,15 @@ _DOCUMENT_ACCEPT = MSGPACK
 _FORM = "application/x-www-form-urlencoded"
 
 
+def _json_body(value: Any) -> bytes:
+    import orjson
+
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise TypeError(f"cannot encode the request body as JSON: {exc}") from None
+
+
 class Session(ReadInto):
     """HTTP access to one Tiled server's API (``.../api/v1``).
 
@@ -348,18 +357,13 @@ class Session(ReadInto):
         the method decides.
         ``content`` may be any C-contiguous buffer; it is streamed without a copy.
         """
-        import orjson
-
         url = self.url(path)
         auth = self._auth if authenticate else None
         if form is not None:
             content, content_type = urlencode(form).encode(), _FORM
         headers = {"accept": f"{_DOCUMENT_ACCEPT}, {JSON}"}
         if json is not None:
-            try:
-                content = orjson.dumps(json, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-            except TypeError as exc:
-                raise TypeError(f"cannot encode the request body as JSON: {exc}") from None
+            content = _json_body(json)
             headers["content-type"] = JSON
         elif content_type is not None:
             headers["content-type"] = content_type
@@ -392,20 +396,18 @@ class Session(ReadInto):
         ``send``, a request that may have been applied (its answer lost, or a
         503 from a gateway) is not resent; when the credential was refused (an
         expired token), the requests from there on, all refused too, are sent
-        again one by one through ``send``, which renews it.
+        again one by one through ``send``, which renews it. (A body that is not
+        JSON raises ``TypeError`` before anything is sent.)
         """
-        import orjson
-
         auth_headers = self._header_auth() if self._bulk is not None else None
         if len(items) < 2 or auth_headers is None or self.closed:
             return [self._outcome(method, path, body) for path, body in items]
-        headers = {k: v for k, v in self._http.headers.items() if k.lower() not in ("accept", "accept-encoding")}
+        headers = self._direct_headers()
         headers.update({"accept": f"{_DOCUMENT_ACCEPT}, {JSON}", "accept-encoding": "identity",
                         "content-type": JSON, **auth_headers})
-        requests = [(method, httpx.URL(self.url(path)).raw_path.decode("ascii"), headers,
-                     orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS))
-                    for path, body in items]
         urls = [self.url(path) for path, _ in items]
+        requests = [(method, httpx.URL(url).raw_path.decode("ascii"), headers, _json_body(body))
+                    for url, (_, body) in zip(urls, items)]
 
         def on_answer(index: int, status, response_headers) -> None:
             self._count()
@@ -413,8 +415,8 @@ class Session(ReadInto):
                 self._server_answered = True
             note_exchange(method, urls[index], headers, status, response_headers)
 
-        results = self._bulk.pipeliner.send(requests, url_of=lambda target: self._bulk_url(target),
-                                            auth_hint=self._auth_hint(), on_answer=on_answer)
+        results = self._bulk.pipeliner.send(requests, url_of=self._bulk_url, auth_hint=self._auth_hint(),
+                                            on_answer=on_answer)
         first = next((i for i, r in enumerate(results) if self._resendable(r)), None)
         if first is not None and all(map(self._resendable, results[first:])):
             results[first:] = [self._outcome(method, path, body) for path, body in items[first:]]
