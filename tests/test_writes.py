@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 import uuid
+import warnings
 
 import dask.array as da
 import numpy as np
@@ -219,6 +220,24 @@ def test_patch_into_chunk_padding_warns(scratch, ref_scratch):
         node.patch(np.array([100]), offset=10, extend=True)
     assert node.shape == (12,) == ref_scratch["pad"].structure().shape  # the server's own answer
     assert ref_scratch["pad"].read().tolist() == [*range(10), 100, 0]
+
+
+def test_patch_inside_an_array_with_partial_chunks_keeps_its_shape(scratch, ref_scratch):
+    # 2-D, partial last chunk on both axes: the server's PATCH would set the shape to (8, 9)
+    expected = np.arange(7 * 8, dtype="i4").reshape(7, 8)
+    node = scratch.write_array(da.from_array(expected, chunks=(4, 3)), key="uneven")
+    update = np.full((3, 4), -1, dtype="i4")
+    before = _requests(scratch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        node.patch(update, offset=(3, 2))  # meets blocks (0..1) x (0..1), none whole: read + write each
+        node.patch(np.full((3, 2), -2, dtype="i4"), offset=(4, 6), extend=True)  # the last block, whole
+    expected[3:6, 2:6] = -1
+    expected[4:7, 6:8] = -2
+    assert _requests(scratch) - before == 2 * 4 + 1
+    assert node.shape == (7, 8) == ref_scratch["uneven"].structure().shape
+    assert node.chunks == ((4, 3), (3, 3, 2))
+    np.testing.assert_array_equal(ref_scratch["uneven"].read(), expected)
 
 
 def test_dask_clients_write_and_patch(tiled_server, ref_scratch):

@@ -15,6 +15,7 @@ from ..structures import ArrayStructure
 from .reading._array_io import (MAX_PART_BYTES, patch_full, plan_parts, put_block, read_block_into,
                                 read_selection_into)
 from .reading._slicing import block_selection, normalize, split_newaxis
+from .writing._patch_blocks import patch_by_blocks, storage_is_padded
 from .base import BaseClient
 
 __all__ = ["ArrayClient", "DaskArrayClient"]
@@ -205,6 +206,10 @@ class ArrayClient(BaseClient):
         ``extend`` the data must fit inside the current shape (ValueError
         otherwise, before any request). With it the array grows, along any
         axis, to hold the data; ``.shape`` shows the new size afterwards.
+
+        On an array whose last chunk is partial, a patch that fits is sent as
+        block writes (tiled 0.2.20 would otherwise grow the node to whole
+        chunks); growing such an array warns if the server rounds it up.
         """
         structure = self.structure()
         array = _conform(array, structure.dtype)
@@ -215,6 +220,10 @@ class ArrayClient(BaseClient):
         if not extend and any(e > s for e, s in zip(end, structure.shape)):
             raise ValueError(f"data of shape {array.shape} at offset {offset} does not fit in shape "
                              f"{structure.shape}; pass extend=True to grow the array")
+        if persist and array.size and all(e <= s for e, s in zip(end, structure.shape)) \
+                and storage_is_padded(structure.chunks):
+            patch_by_blocks(self, array, offset)  # a PATCH would set the shape to the padded storage's
+            return
         reply = patch_full(self._context.session, self._path, array, structure.dtype, offset,
                            extend=extend, persist=persist)
         if not persist:

@@ -21,6 +21,12 @@ def expected_shape_param(shape: tuple[int, ...]) -> tuple[str, str]:
     return ("expected_shape", ",".join(str(int(n)) for n in shape) or "scalar")
 
 
+def patch_params(offset: tuple[int, ...], shape: tuple[int, ...], *, extend: bool) -> list[tuple[str, str]]:
+    """The query of a ``PATCH /array/full``: data of ``shape`` written at ``offset``."""
+    return [("offset", ",".join(map(str, offset))), ("shape", ",".join(map(str, shape))),
+            ("extend", "true" if extend else "false")]
+
+
 def expected_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
     return np.dtype(dtype).itemsize * math.prod(shape)
 

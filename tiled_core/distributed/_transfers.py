@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs.array import OCTET_STREAM, byte_view
+from ..codecs.array import OCTET_STREAM, byte_view, patch_params
 from ..transport import Session
 from ._handles import SessionHandle
 from ._limits import SQL_TABLES, request_slot
@@ -150,8 +150,7 @@ def _array_transfer(source: Session, source_path: tuple[str, ...], dest: Session
         dest.send("PUT", f"array/block/{_path(dest_path)}", params=[_block_param(unit.index)],
                   content=byte_view(out), content_type=OCTET_STREAM)
     else:  # several chunks: written in place by region (never past the shape, so a resend is harmless)
-        params = [("offset", ",".join(str(begin) for begin, _ in unit.region)),
-                  ("shape", ",".join(map(str, out.shape))), ("extend", "false")]
+        params = patch_params(tuple(begin for begin, _ in unit.region), out.shape, extend=False)
         dest.send("PATCH", f"array/full/{_path(dest_path)}", params=params, content=byte_view(out),
                   content_type=OCTET_STREAM, idempotent=True)
     return out.nbytes

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ...codecs.array import OCTET_STREAM, byte_view, encode_octet_stream, expected_shape_param
+from ...codecs.array import OCTET_STREAM, byte_view, encode_octet_stream, expected_shape_param, patch_params
 from ...transport import Session
 from ._slicing import Selection
 
@@ -170,8 +170,7 @@ def put_block(session: Session, path: tuple[str, ...], block: tuple[int, ...], a
 def patch_full(session: Session, path: tuple[str, ...], array: np.ndarray, dtype: np.dtype, offset: tuple[int, ...],
                *, extend: bool, persist: bool = True) -> dict:
     """Write ``array`` at ``offset`` (growing the array if ``extend``); return the server's new structure."""
-    params = [("offset", ",".join(map(str, offset))), ("shape", ",".join(map(str, array.shape))),
-              ("extend", str(bool(extend)).lower()), *_persist(persist)]
+    params = [*patch_params(offset, array.shape, extend=extend), *_persist(persist)]
     return session.send(
         "PATCH", _route("array/full", path), params=params,
         content=encode_octet_stream(array, dtype), content_type=OCTET_STREAM,
