@@ -206,9 +206,22 @@ def test_plan_groups_bounds_group_size():
     assert axis == 0
     assert sorted(i for g in groups for i in g) == [(i, j) for i in range(8) for j in range(8)]
     assert all(len(g) * 4 <= 32 for g in groups) and max(len(g) for g in groups) > 1
+    assert all({i for i, _ in g} == {g[0][0]} and len(g) == 8 for g in groups)  # whole rows of blocks
     big = ((4096,) * 4, (4096,))  # 128 MiB blocks stay alone
     assert all(len(g) == 1 for g in plan_groups(big, 8)[1])
     assert plan_groups((), 8) == (None, [[()]])
+
+
+def test_plan_groups_reads_a_small_array_whole_and_a_selection_alone():
+    small = ((128,) * 8, (256,) * 8)  # 16 MiB of float64 in 64 chunks: one request
+    assert plan_groups(small, 8) == (0, [[(i, j) for i in range(8) for j in range(8)]])
+    # A selection of rows 2-3 across every column: one group of those two slabs, the rest alone.
+    axis, groups = plan_groups(small, 8, wanted=({2, 3}, set(range(8))))
+    assert [(i, j) for i in (2, 3) for j in range(8)] in groups
+    assert sum(len(g) for g in groups) == 64 and sum(len(g) > 1 for g in groups) == 1
+    # A selection of one column: runs along the first axis only, never its neighbours' blocks.
+    axis, groups = plan_groups(small, 8, wanted=(set(range(8)), {5}))
+    assert [(i, 5) for i in range(8)] in groups and sum(len(g) > 1 for g in groups) == 1
 
 
 def test_array_read_repr_names_no_secret(dask_node):
