@@ -20,7 +20,7 @@ ON_CONFLICT = ("error", "warn", "skip")
 EXTERNAL = ("register", "data")
 DEFAULT_CONCURRENCY = 8
 DEFAULT_CREATE_CONCURRENCY = 3
-DEFAULT_MAX_MEMORY = 256 * MiB
+DEFAULT_MAX_MEMORY = 128 * MiB  # a 1 GiB copy peaks ~140 MiB above the process's baseline (bench_copy_memory)
 
 
 def copy(
@@ -57,9 +57,10 @@ def copy(
     container's children are created in order, up to 16 at once pipelined on
     one connection (one round trip for them all over a slow link); bytes
     stream from one server to the other a block at a time (neighbouring
-    blocks of an evenly chunked array as one region of up to 32 MiB: a server
-    spends ~25 ms per request whatever its size), with at most about
-    ``max_memory`` bytes in flight. ``progress``: None (a bar when stderr is a
+    blocks of an evenly chunked array as one region of up to 32 MiB, or
+    ``max_memory / concurrency``: a server spends ~25 ms per request whatever
+    its size), with at most about ``max_memory`` bytes in flight (default
+    128 MiB). ``progress``: None (a bar when stderr is a
     terminal and tqdm is installed), True/False, or a callable receiving
     :class:`CopyProgress`. ``dask_client``: run the transfers as tasks on that
     ``distributed`` cluster; workers read the source and write the
