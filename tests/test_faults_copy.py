@@ -479,11 +479,11 @@ def test_a_refused_region_write_leaves_a_checkpoint_the_rerun_resumes_from(proxi
     ref_root.write_array(da.from_array(values, chunks=(8, 16)), key=key, metadata={"grid": True})
     source = connect(tiled_server.uri, tiled_server, key)
     dest = fresh_container(connect(dst_proxy.uri, second_server))
-    # 64 KiB in flight over 8 slots: regions of 2 rows of chunks (6 chunks, 6 KiB); the third is refused.
+    # 32 KiB in flight in 4 regions: regions of 2 rows of chunks (6 chunks, 6 KiB); the third is refused.
     dst_proxy.status(503, method="PATCH", match=f"array/full/{dest.path}/grid?offset=32%2C0", retry_after=0,
                      times=None)
     with pytest.raises(CopyError, match=RERUN):
-        copy({"grid": source}, dest, progress=False, max_memory=64 * 1024)
+        copy({"grid": source}, dest, progress=False, max_memory=32 * 1024)
     dst_proxy.clear()
     half = ref_second[dest.path]["grid"]
     (mark,) = [s.version for s in half.specs if s.name == INCOMPLETE_SPEC]
@@ -497,7 +497,7 @@ def test_a_refused_region_write_leaves_a_checkpoint_the_rerun_resumes_from(proxi
     dest.context.session.send("PUT", f"metadata/{dest.path}/grid",
                               json={"specs": [{"name": INCOMPLETE_SPEC, "version": "units:8"}]})
     before = dst_proxy.requests[:]
-    summary = copy({"grid": source}, dest, on_conflict="skip", progress=False, max_memory=64 * 1024)
+    summary = copy({"grid": source}, dest, on_conflict="skip", progress=False, max_memory=32 * 1024)
     assert summary.failed == 0 and summary.bytes == values.nbytes - 8 * 8 * 16 * 8
     writes = [(m, t) for m, t, _ in dst_proxy.requests[len(before):] if "/array/" in t]
     assert sorted(m for m, _ in writes) == ["PATCH"] * 2 + ["PUT"] * 4, writes  # (sent side by side)

@@ -58,7 +58,7 @@ def copy(
     one connection (one round trip for them all over a slow link); bytes
     stream from one server to the other a block at a time (neighbouring
     blocks of an evenly chunked array as one region of up to 32 MiB, or
-    ``max_memory / concurrency``: a server spends ~25 ms per request whatever
+    a quarter of ``max_memory``: a server spends ~25 ms per request whatever
     its size), with at most about ``max_memory`` bytes in flight (default
     128 MiB). ``progress``: None (a bar when stderr is a
     terminal and tqdm is installed), True/False, or a callable receiving

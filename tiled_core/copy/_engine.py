@@ -61,6 +61,7 @@ __all__ = ["CopyEngine", "Options", "source_listing"]
 MiB = 1 << 20
 MAX_OPEN = 256  # data nodes created but not complete: how far creation may run ahead of the data
 PIPELINE = 16  # ordered creates sent together on one connection (pipelined: one round trip for them all)
+REGIONS_IN_FLIGHT = 4  # the memory budget is cut into this many regions (more slots wait for budget)
 UNKNOWN_UNIT_BYTES = 8 * MiB  # budget charged for a unit of unknown size (table partition, zip)
 CHECKPOINT_SECONDS = 10.0  # how often a marked node's mark records how many of its units are stored
 
@@ -412,8 +413,8 @@ class CopyEngine(MetadataJobs):
         self._found_bytes += node.nbytes_hint()  # the bar's total grows as data nodes open
         # Chunks a checkpoint says are stored are not sent again; units are numbered by their first chunk.
         start = node.stored = node.checkpointed = node.resume_from
-        # Grouped units share the memory budget with the other slots.
-        group_bytes = min(GROUP_BYTES, self._options.max_memory // max(1, self._runner.slots))
+        # Grouped units share the memory budget: a few large regions in flight keep a server busy.
+        group_bytes = min(GROUP_BYTES, self._options.max_memory // max(1, min(self._runner.slots, REGIONS_IN_FLIGHT)))
         units = TRANSFERS[node.transfer].units(node.source_structure, node.dest_structure, start, group_bytes)
         node.units = _numbered(units, start)
         node.checkpoint_time = time.monotonic()
