@@ -239,7 +239,15 @@ def _connect(tiled_server, **kwargs):
     return from_uri(tiled_server.uri, api_key=tiled_server.api_key, **kwargs)
 
 
-def test_dask_fetches_hold_the_context_semaphore(tiled_server, chunky):
+def _split_small_dask_reads(monkeypatch) -> None:
+    """Let dask reads of these small test arrays take several requests (they would be one)."""
+    from tiled_core.distributed import _array_tasks
+
+    monkeypatch.setattr(_array_tasks, "ONE_REQUEST_BYTES", 1)
+
+
+def test_dask_fetches_hold_the_context_semaphore(tiled_server, chunky, monkeypatch):
+    _split_small_dask_reads(monkeypatch)
     client = _connect(tiled_server, structure_clients="dask", max_connections=2)
     with client.context as context:
         assert context.max_connections == 2 and context.throttle() is context._concurrent_request_semaphore
@@ -286,6 +294,7 @@ def test_progress_bar_advanced_by_fetches(tiled_server, chunky, monkeypatch):
     from tiled_core.client import _progress_state, utils
 
     monkeypatch.setattr(utils, "is_interactive", lambda: True)
+    _split_small_dask_reads(monkeypatch)
     client = _connect(tiled_server, structure_clients="dask", show_progress=True)
     with client.context as context:
         cube = client[chunky]["cube"]

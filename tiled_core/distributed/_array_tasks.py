@@ -91,7 +91,7 @@ def plan_groups(chunks: tuple[tuple[int, ...], ...], itemsize: int, *, target: i
         return None, [[index] for index in indices]
     total = math.prod(sum(c) for c in chunks) * itemsize
     # A request costs the server a fixed ~25 ms of CPU: small arrays are cheapest read whole.
-    limit = min(target, max(total // MIN_TASKS, ONE_REQUEST_BYTES, 1))
+    limit = min(target, max(total // MIN_TASKS, ONE_REQUEST_BYTES))
 
     def is_wanted(index) -> bool:
         return wanted is None or all(index[a] in wanted[a] for a in range(len(chunks)))
@@ -188,7 +188,7 @@ def array_graph(name: str, handle: SessionHandle, path: tuple[str, ...], chunks,
         group_key = (f"{name}-group", number)
         graph[group_key] = (run_read, request)
         for index in group:
-            local = tuple(slice(starts[a][index[a]] - region[a][0], starts[a][index[a]] - region[a][0] + chunks[a][index[a]])
-                          for a in range(len(chunks)))
+            begins = [starts[a][index[a]] - region[a][0] for a in range(len(chunks))]
+            local = tuple(slice(b, b + chunks[a][index[a]]) for a, b in enumerate(begins))
             graph[(name, *index)] = (operator.getitem, group_key, local)
     return graph
