@@ -284,12 +284,12 @@ def main(argv=None) -> None:
                         help="the slow-link case set: both servers behind proxies adding MS ms each way (default 20)")
     parser.add_argument("--case", choices=("big", "many"), action="append",
                         help="run only this case (repeatable; default both)")
-    parser.add_argument("--nodes", type=int, help="small nodes in the 'many' case (default 2000, quick 200 or 50)")
+    parser.add_argument("--nodes", type=int, help="small nodes in the 'many' case (default 2000, quick 100 or 50)")
     args = parser.parse_args(argv)
     if args.quick:
         # The slow link's quick set is smaller still: the reference pays every round trip in series.
         # (16 MiB, still 64 chunks: the round trips per chunk are what the link costs), under 2 minutes.
-        shape, chunks, n_nodes = ((512, 4096), (64, 512), 50) if args.latency else ((1024, 4096), (128, 512), 200)
+        shape, chunks, n_nodes = ((512, 4096), (64, 512), 50) if args.latency else ((1024, 4096), (128, 512), 100)
     else:
         shape, chunks, n_nodes = (4096, 8192), (512, 1024), 2000
     n_nodes = args.nodes or n_nodes
