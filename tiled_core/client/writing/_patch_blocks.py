@@ -32,8 +32,8 @@ def _overlaps(chunks: tuple[int, ...], start: int, stop: int):
         edge += size
 
 
-def patch_by_blocks(node, array: np.ndarray, offset: tuple[int, ...]) -> int:
-    """Write ``array`` at ``offset`` into ``node`` one block at a time; return the requests sent.
+def patch_by_blocks(node, array: np.ndarray, offset: tuple[int, ...]) -> None:
+    """Write ``array`` at ``offset`` into ``node`` one block at a time.
 
     Blocks go concurrently (at most ``Limits.concurrency`` at a time). Not
     atomic: a block the patch covers in part is read and rewritten whole, so
@@ -54,7 +54,7 @@ def patch_by_blocks(node, array: np.ndarray, offset: tuple[int, ...]) -> int:
         whole = all(s.start == 0 and s.stop == b1 - b0 for s, (_, b0, b1) in zip(inside, combination))
         work.append((block, inside, source, whole))
 
-    def send(item) -> int:
+    def send(item) -> None:
         block, inside, source, whole = item
         if whole:
             data = array[source]
@@ -62,6 +62,5 @@ def patch_by_blocks(node, array: np.ndarray, offset: tuple[int, ...]) -> int:
             data = np.array(node.read_block(block), dtype=structure.dtype, copy=True)
             data[inside] = array[source]
         put_block(session, node._path, block, data, structure.dtype)
-        return 1 if whole else 2
 
-    return sum(session.run_concurrently(send, work))
+    session.run_concurrently(send, work)
