@@ -17,13 +17,19 @@ run (medians; each repeat rotates which client goes first):
   4. requests per small node, counted in the server's access log
   5. the client's peak traced memory (tracemalloc) while writing case 2 once
 
+``--latency MS`` (20 when given without a value) puts the server behind the
+project's test proxy (``tests/_proxy.py``, in a process of its own) adding MS
+milliseconds each way, as a pipeline writing to another facility's server
+would see it; the clients write through it, and only the small-node cases run.
+
 Besides wall time, the server process's CPU time is recorded per write: with
 a busy machine (2 cores shared here) wall times are noisy, and the server's
 work is most of the cost of a write.
 
 Usage::
 
-    python benchmarks/bench_writes.py [--repeat 3] [--quick] [--nodes 2000] [--rounds 20] [--skip-big] [--json out.json]
+    python benchmarks/bench_writes.py [--repeat 3] [--quick] [--nodes 2000] [--rounds 20] [--skip-big]
+        [--latency [MS]] [--json out.json]
 """
 
 from __future__ import annotations
@@ -135,8 +141,14 @@ def write_marked(container, n: int, start: int = 0) -> None:
 
 
 def run_cases(server, args, results) -> None:
-    ours = core_from_uri(server.uri, api_key=server.api_key)
-    ref = ref_from_uri(server.uri, api_key=server.api_key)
+    link = None
+    if args.latency:
+        from bench_copy import LinkProxy
+
+        link = LinkProxy(server, args.latency / 1000)
+    via = link or server
+    ours = core_from_uri(via.uri, api_key=server.api_key)
+    ref = ref_from_uri(via.uri, api_key=server.api_key)
     cpu = ServerCPU(server.pid)
     try:
         if not args.skip_big:
@@ -145,6 +157,8 @@ def run_cases(server, args, results) -> None:
     finally:
         ours.context.close()
         ref.context.close()
+        if link is not None:
+            link.close()
 
 
 def big_cases(ours, ref, cpu, args, results) -> None:
@@ -226,7 +240,9 @@ def report(results: dict) -> str:
     config, cases = results["config"], results["cases"]
     small, requests = cases["small_nodes"], cases["requests_per_small_node"]
     lines = [
-        f"tiled_core vs tiled.client {config['tiled']} writing to one local server; big writes: median of "
+        f"tiled_core vs tiled.client {config['tiled']} writing to one local server"
+        + (f" behind a {config['latency_ms']:g} ms-each-way proxy" if config.get("latency_ms") else "")
+        + "; big writes: median of "
         f"{config['repeat']}; small nodes: totals over {config['rounds']} interleaved rounds",
         "",
         "| case | tiled_core (s) | reference (s) | speedup (ref/ours) | server CPU ours / ref (s) | target |",
@@ -281,13 +297,17 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=20, help="slices the small nodes are written in, clients taking turns")
     parser.add_argument("--skip-big", action="store_true", help="only the small-node cases")
     parser.add_argument("--nodes", type=int, default=2000, help="small nodes per run")
+    parser.add_argument("--latency", metavar="MS", type=float, nargs="?", const=20.0, default=None,
+                        help="write through a proxy adding MS ms each way (default 20); small nodes only")
     args = parser.parse_args(argv)
+    if args.latency:
+        args.skip_big = True
     if args.quick:
         args.nodes = min(args.nodes, 200)
     if args.repeat < 1 or args.rounds < 1 or args.nodes < args.rounds:
         parser.error("--repeat and --rounds must be at least 1, and --nodes at least --rounds")
     results = {
-        "config": {"repeat": args.repeat, "rounds": args.rounds, "quick": args.quick,
+        "config": {"repeat": args.repeat, "rounds": args.rounds, "quick": args.quick, "latency_ms": args.latency,
                    "python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
                    "tiled": __import__("tiled").__version__},
         "cases": {},
