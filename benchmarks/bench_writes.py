@@ -303,7 +303,7 @@ def main(argv=None) -> None:
     if args.latency:
         args.skip_big = True
     if args.quick:
-        args.nodes = min(args.nodes, 200)
+        args.nodes = min(args.nodes, 100 if args.latency else 200)  # each node waits 2 round trips in series
     if args.repeat < 1 or args.rounds < 1 or args.nodes < args.rounds:
         parser.error("--repeat and --rounds must be at least 1, and --nodes at least --rounds")
     results = {
