@@ -9,8 +9,9 @@ reference ``tiled.client.sync.copy``, one after the other.
 
 For each copy it reports how much the process's peak resident memory rose
 above what it held before the copy (``VmHWM`` from ``/proc/self/status``,
-reset before the copy through ``/proc/self/clear_refs``), the wall time, and
-checks the copy against the source. Each copy runs in a fresh process. Target: tiled_core under 256 MiB.
+reset before the copy through ``/proc/self/clear_refs``) and the wall time,
+and checks the copy (its sum against the source's). Each copy runs in a fresh
+process. Target: tiled_core under 256 MiB.
 
 Usage::
 
