@@ -240,6 +240,16 @@ def test_patch_inside_an_array_with_partial_chunks_keeps_its_shape(scratch, ref_
     np.testing.assert_array_equal(ref_scratch["uneven"].read(), expected)
 
 
+def test_which_arrays_a_patch_would_grow():
+    from tiled_core.codecs.array import patch_changes_shape
+
+    # The server's storage is first chunk x number of chunks on each axis.
+    assert patch_changes_shape(((4, 4, 2),)) and patch_changes_shape(((4, 3, 4), (5,)))
+    assert patch_changes_shape(((3, 4),))  # storage smaller than the node: its shape changes too
+    assert not patch_changes_shape(((4, 4, 4), (5,))) and not patch_changes_shape(((10,),))
+    assert not patch_changes_shape(((0,),)) and not patch_changes_shape(())
+
+
 def test_dask_clients_write_and_patch(tiled_server, ref_scratch):
     client = from_uri(tiled_server.uri, "dask", api_key=tiled_server.api_key)
     try:

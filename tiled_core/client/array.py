@@ -10,12 +10,12 @@ import warnings
 
 import numpy as np
 
-from ..codecs.array import OCTET_STREAM, byte_view, expected_shape_param
+from ..codecs.array import OCTET_STREAM, byte_view, expected_shape_param, patch_changes_shape
 from ..structures import ArrayStructure
 from .reading._array_io import (MAX_PART_BYTES, patch_full, plan_parts, put_block, read_block_into,
                                 read_selection_into)
 from .reading._slicing import block_selection, normalize, split_newaxis
-from .writing._patch_blocks import patch_by_blocks, storage_is_padded
+from .writing._patch_blocks import patch_by_blocks
 from .base import BaseClient
 
 __all__ = ["ArrayClient", "DaskArrayClient"]
@@ -221,7 +221,7 @@ class ArrayClient(BaseClient):
             raise ValueError(f"data of shape {array.shape} at offset {offset} does not fit in shape "
                              f"{structure.shape}; pass extend=True to grow the array")
         if persist and array.size and all(e <= s for e, s in zip(end, structure.shape)) \
-                and storage_is_padded(structure.chunks):
+                and patch_changes_shape(structure.chunks):
             patch_by_blocks(self, array, offset)  # a PATCH would set the shape to the padded storage's
             return
         reply = patch_full(self._context.session, self._path, array, structure.dtype, offset,

@@ -27,6 +27,17 @@ def patch_params(offset: tuple[int, ...], shape: tuple[int, ...], *, extend: boo
             ("extend", "true" if extend else "false")]
 
 
+def patch_changes_shape(chunks: tuple[tuple[int, ...], ...]) -> bool:
+    """Whether any ``PATCH /array/full`` of an array with these chunks would change its shape.
+
+    tiled 0.2.20 sizes an array's zarr storage as first chunk x number of
+    chunks on each axis, and every PATCH sets the node's shape to the
+    storage's (even a PATCH inside the shape, without ``extend``): an array
+    with a partial last chunk would grow to whole chunks.
+    """
+    return any(axis and axis[0] * len(axis) != sum(axis) for axis in chunks)
+
+
 def expected_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
     return np.dtype(dtype).itemsize * math.prod(shape)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codecs.array import OCTET_STREAM, byte_view, patch_params
+from ..codecs.array import OCTET_STREAM, byte_view, patch_changes_shape, patch_params
 from ..transport import Session
 from ._handles import SessionHandle
 from ._limits import SQL_TABLES, request_slot
@@ -87,9 +87,8 @@ def _array_units(source: dict, dest: dict, start: int = 0, group_bytes: int = GR
     starts = [tuple(itertools.accumulate((0,) + c[:-1])) for c in chunks]
     ndim = len(shape)
     axis = None
-    # A 0.2.20 server stores arrays padded to whole chunks, and any PATCH sets the node's shape to
-    # the padded one: regions are written only into arrays whose chunks are all equal on every axis.
-    if all(len(set(c)) <= 1 for c in chunks):
+    # Regions are PATCHed: only into arrays that a PATCH leaves their shape (no partial last chunk).
+    if not patch_changes_shape(chunks):
         axis = next((a for a in range(ndim)
                      if itemsize * max(chunks[a]) * math.prod(max(c) for c in chunks[:a]) * math.prod(shape[a + 1:])
                      <= group_bytes), None)

@@ -18,11 +18,6 @@ import numpy as np
 from ..reading._array_io import put_block
 
 
-def storage_is_padded(chunks: tuple[tuple[int, ...], ...]) -> bool:
-    """True when the server's storage is larger than the node (a partial last chunk on some axis)."""
-    return any(len(axis) > 1 and axis[-1] != axis[0] for axis in chunks)
-
-
 def _overlaps(chunks: tuple[int, ...], start: int, stop: int):
     """``(block index, block start, block stop)`` of the blocks along one axis that ``[start, stop)`` meets."""
     edge = 0
