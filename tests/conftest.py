@@ -193,6 +193,21 @@ def auth_server():
         yield server
 
 
+SLOW_LINK_LATENCY = 0.02  # seconds each way: 40 ms per round trip, as between two facilities
+
+
+@pytest.fixture()
+def slow_links(tiled_server, second_server):
+    """``(source proxy, dest proxy)`` adding ``SLOW_LINK_LATENCY`` each way: the main server as the source,
+    the second as the destination."""
+    from _proxy import FaultProxy
+
+    with FaultProxy("127.0.0.1", tiled_server.port) as source, FaultProxy("127.0.0.1", second_server.port) as dest:
+        source.latency(SLOW_LINK_LATENCY)
+        dest.latency(SLOW_LINK_LATENCY)
+        yield source, dest
+
+
 @pytest.fixture(scope="module")
 def proxy(tiled_server):
     """A fault-injecting, request-recording loopback proxy in front of the main server (tests/_proxy.py)."""

@@ -18,7 +18,6 @@ from tiled_core.client import from_uri
 from tiled_core.copy._engine import PIPELINE
 
 N = PIPELINE + 4
-LATENCY = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +33,6 @@ def flat(tiled_server):
     client.context.close()
 
 
-@pytest.fixture()
-def links(tiled_server, second_server):
-    from _proxy import FaultProxy
-
-    with FaultProxy("127.0.0.1", tiled_server.port) as source, FaultProxy("127.0.0.1", second_server.port) as dest:
-        source.latency(LATENCY)
-        dest.latency(LATENCY)
-        yield source, dest
-
-
 def _check(second_server, dest_path: str, order: list[int], dest_proxy) -> None:
     assert dest_proxy.peak_in_flight >= PIPELINE, "creates were not pipelined"
     dest = from_uri(second_server.uri, api_key=second_server.api_key)
@@ -56,11 +45,11 @@ def _check(second_server, dest_path: str, order: list[int], dest_proxy) -> None:
         dest.context.close()
 
 
-def test_cli_copy(flat, links, tiled_server, second_server, monkeypatch, capsys):
+def test_cli_copy(flat, slow_links, tiled_server, second_server, monkeypatch, capsys):
     from tiled_core.cli import main
 
     path, order = flat
-    source_proxy, dest_proxy = links
+    source_proxy, dest_proxy = slow_links
     monkeypatch.delenv("TILED_API_KEY", raising=False)
     monkeypatch.setenv("TILED_SOURCE_API_KEY", tiled_server.api_key)
     monkeypatch.setenv("TILED_DEST_API_KEY", second_server.api_key)
@@ -71,14 +60,14 @@ def test_cli_copy(flat, links, tiled_server, second_server, monkeypatch, capsys)
     _check(second_server, target, order, dest_proxy)
 
 
-def test_prefect_copy_nodes(flat, links, prefect_harness, tiled_server, second_server):
+def test_prefect_copy_nodes(flat, slow_links, prefect_harness, tiled_server, second_server):
     from prefect import flow
 
     from prefect_tiled import TiledCredentials
     from prefect_tiled.copy import copy_nodes
 
     path, order = flat
-    source_proxy, dest_proxy = links
+    source_proxy, dest_proxy = slow_links
     source = TiledCredentials(uri=source_proxy.uri, api_key=tiled_server.api_key)
     dest = TiledCredentials(uri=dest_proxy.uri, api_key=second_server.api_key)
     target = f"entry-prefect-{uuid.uuid4().hex[:8]}"
@@ -95,13 +84,13 @@ def test_prefect_copy_nodes(flat, links, prefect_harness, tiled_server, second_s
     _check(second_server, target, order, dest_proxy)
 
 
-def test_dagster_copy_asset(flat, links, tiled_server, second_server):
+def test_dagster_copy_asset(flat, slow_links, tiled_server, second_server):
     from dagster import materialize
 
     from dagster_tiled import TiledResource, tiled_copy_asset
 
     path, order = flat
-    source_proxy, dest_proxy = links
+    source_proxy, dest_proxy = slow_links
     target = f"entry-dagster-{uuid.uuid4().hex[:8]}"
     resources = {"tiled_source": TiledResource(uri=source_proxy.uri, api_key=tiled_server.api_key),
                  "tiled_dest": TiledResource(uri=dest_proxy.uri, api_key=second_server.api_key)}

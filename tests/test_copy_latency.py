@@ -10,26 +10,13 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
-import pytest
 
 from tiled_core.client import from_uri
 from tiled_core.client.sync import copy
 
 from _copy_helpers import assert_same_tree
 
-LATENCY = 0.02  # seconds each way: 40 ms per round trip
 N_SMALL = 24
-
-
-@pytest.fixture()
-def links(tiled_server, second_server):
-    """``(source proxy, dest proxy)``: the main server as the source, the second as the destination."""
-    from _proxy import FaultProxy
-
-    with FaultProxy("127.0.0.1", tiled_server.port) as source, FaultProxy("127.0.0.1", second_server.port) as dest:
-        source.latency(LATENCY)
-        dest.latency(LATENCY)
-        yield source, dest
 
 
 def test_proxy_latency_does_not_serialize_connections(tiled_server):
@@ -50,10 +37,10 @@ def test_proxy_latency_does_not_serialize_connections(tiled_server):
         assert len(proxy.requests) == 8
 
 
-def test_copy_over_slow_link_identical_in_order_with_requests_overlapping(tiled_server, second_server, links):
+def test_copy_over_slow_link_identical_in_order_with_requests_overlapping(tiled_server, second_server, slow_links):
     from tiled.client import from_uri as ref_from_uri
 
-    source_proxy, dest_proxy = links
+    source_proxy, dest_proxy = slow_links
     src_root = from_uri(tiled_server.uri, api_key=tiled_server.api_key)
     dst_root = from_uri(second_server.uri, api_key=second_server.api_key)
     top = src_root.create_container(f"slow-src-{uuid.uuid4().hex[:8]}", metadata={"top": True})
@@ -83,7 +70,7 @@ def test_copy_over_slow_link_identical_in_order_with_requests_overlapping(tiled_
     # mark, the mark of "chunked" (no marked container above it): nothing per node beyond what it needs.
     needed = 2 * (N_SMALL + 1 + chunked_units) + containers + data_nodes + 2 * containers + 1 + 1 + 1 + 1
     made = len(source_proxy.requests) + len(dest_proxy.requests)
-    assert made <= needed, (made, needed, [(m, t.split("?")[0]) for p in links for m, t, _ in p.requests
+    assert made <= needed, (made, needed, [(m, t.split("?")[0]) for p in slow_links for m, t, _ in p.requests
                                            if not t.startswith(("/api/v1/array/", "/api/v1/metadata/slow-dst"))])
     # Requests overlap: data moves while creates go on, each connection waiting on its own, and the
     # ordered creates of one container travel together on one connection (pipelined).
