@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench_foundation import MiB, compare, publish, log, make_parser, prepopulate_catalog, write_big
+from bench_foundation import MiB, compare, log, make_parser, prepopulate_catalog, publish, scratch_run, write_big
 from tiled_core.client import from_uri as core_from_uri
 from tiled_core.client.cache import Cache as CoreCache
 from tiled_core.server import LocalTiledServer
@@ -68,19 +66,12 @@ def run(args) -> dict:
         },
         "cases": {},
     }
-    start = time.perf_counter()
-    results["load_average_start"] = os.getloadavg()
-    directory = Path(tempfile.mkdtemp(prefix="tiled-core-bench-cache-"))
-    try:
+    with scratch_run(results, "tiled-core-bench-cache-") as directory:
         prepopulate_catalog(directory / "server", n_nodes)
         with LocalTiledServer(directory / "server") as server:
             log(f"server at {server.uri}")
             write_big(server, shape, chunks)
             run_cases(server, directory, results["cases"], args.repeat, shape, n_nodes)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    results["load_average_end"] = os.getloadavg()
-    results["total_seconds"] = time.perf_counter() - start
     return results
 
 

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from bench_foundation import footer, log, make_parser, publish
+from bench_foundation import footer, log, make_parser, publish, scratch_run
 
 from tiled_core.client import from_uri as core_from_uri
 from tiled_core.client.sync import copy as core_copy
@@ -93,10 +91,8 @@ def run(args) -> dict:
     nbytes = shape[0] * shape[1] * 8
     results: dict = {"config": {"quick": args.quick, "shape": shape, "chunks": chunks, "nbytes": nbytes,
                                 "tiled": __import__("tiled").__version__, "cpus": os.cpu_count()},
-                     "load_average_start": os.getloadavg(), "cases": {}}
-    total_start = time.perf_counter()
-    directory = Path(tempfile.mkdtemp(prefix="tiled-core-bench-memory-"))
-    try:
+                     "cases": {}}
+    with scratch_run(results, "tiled-core-bench-memory-") as directory:
         with LocalTiledServer(directory / "source") as source, LocalTiledServer(directory / "dest") as dest:
             import dask.array as da
 
@@ -120,10 +116,6 @@ def run(args) -> dict:
             checker.context.close()
             writer.context.close()
             results["cases_seconds"] = time.perf_counter() - cases_start
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    results["load_average_end"] = os.getloadavg()
-    results["total_seconds"] = time.perf_counter() - total_start
     return results
 
 

@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -220,10 +222,7 @@ def run(args) -> dict:
         "cases": {},
     }
     cases = results["cases"]
-    total_start = time.perf_counter()
-    results["load_average_start"] = os.getloadavg()
-    directory = Path(tempfile.mkdtemp(prefix="tiled-core-bench-"))
-    try:
+    with scratch_run(results, "tiled-core-bench-") as directory:
         if not args.populate_over_http:
             start = time.perf_counter()
             prepopulate_catalog(directory, n_nodes)
@@ -241,10 +240,6 @@ def run(args) -> dict:
             timings = time.perf_counter()
             run_cases(server, cases, args.repeat, shape, n_blocks, nbytes, n_nodes)
             results["cases_seconds"] = time.perf_counter() - timings
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    results["load_average_end"] = os.getloadavg()
-    results["total_seconds"] = time.perf_counter() - total_start
     return results
 
 
@@ -444,6 +439,21 @@ def report(results: dict) -> str:
         footer(results),
     ]
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def scratch_run(results: dict, prefix: str) -> Iterator[Path]:
+    """A temporary directory for a benchmark's servers (removed afterwards); ``results`` gets the
+    load averages at the start and the end, and the run's total seconds."""
+    start = time.perf_counter()
+    results["load_average_start"] = os.getloadavg()
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    results["load_average_end"] = os.getloadavg()
+    results["total_seconds"] = time.perf_counter() - start
 
 
 def footer(results: dict) -> str:
